@@ -1,0 +1,119 @@
+# husk: OCI containers in lightweight VMs.  GNU make, no autotools.
+#
+#   make            build everything into build/
+#   make test       run every test suite (unit, integration, e2e)
+#   make bench      run the benchmarks (figures printed, not asserted)
+#   make deps       install missing Debian packages (apt-get)
+#   make SANITIZE=1 test    ASan + UBSan build (into build-san/)
+#   make coverage   line coverage of our own code (gcovr)
+#   make format     apply .clang-format to our C
+
+VERSION := 0.1.0
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+
+ifeq ($(SANITIZE),1)
+B ?= build-san
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(COVERAGE),1)
+B ?= build-cov
+SAN_FLAGS := --coverage -O0
+else
+B ?= build
+SAN_FLAGS :=
+endif
+
+CC ?= gcc
+PKGS := libzmq msgpack libevent libevent_pthreads jansson libseccomp libprotobuf-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -fPIC \
+	-D_GNU_SOURCE -I. -Iinclude $(PKG_CFLAGS) \
+	-DHUSK_VERSION='"$(VERSION)"' -DHUSK_COMMIT='"$(GIT_COMMIT)"' $(SAN_FLAGS)
+LDFLAGS += $(SAN_FLAGS)
+LDLIBS := $(PKG_LIBS) -lpthread
+
+# The core library: every module of every layer.  Program entry points live
+# in */main_*.c and are not part of it.
+LIB_DIRS := common messages bus actors oci hypervisors agent resources runtimes persist services
+LIB_SRCS := $(filter-out %/main_%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
+LIB := $(B)/libhusk-core.a
+
+# Programs: name -> entry file (+ extra sources).
+PROG_husk-bus-demo := tools/main_bus_demo.c
+PROG_husk-agent := $(filter-out agent/guest/main_%.c,$(wildcard agent/guest/*.c)) agent/guest/main_agent.c
+PROGS := $(foreach p,husk-bus-demo husk-agent,$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
+PROG_BINS := $(PROGS:%=$(B)/bin/%)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+HELPER_SRCS := $(wildcard tests/helpers/*.c)
+HELPER_BINS := $(HELPER_SRCS:tests/helpers/%.c=$(B)/tests/helpers/%)
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
+
+# Per-test timeout (seconds); VM tests set their own inside.
+TEST_TIMEOUT ?= 300
+
+.PHONY: all lib test unit e2e bench deps coverage format clean guest
+all: $(LIB) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS)
+
+lib: $(LIB)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(PROG_$$*)) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# `make test`: every suite, then one summary line.  tests/run-tests.sh runs
+# each binary / script with a timeout and counts.
+test: all
+	@B=$(B) TEST_TIMEOUT=$(TEST_TIMEOUT) tests/run-tests.sh
+
+unit: all
+	@B=$(B) TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=unit tests/run-tests.sh
+
+bench: all
+	@B=$(B) tests/run-bench.sh
+
+deps:
+	@tools/deps.sh
+
+coverage:
+	$(MAKE) COVERAGE=1 all
+	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=unit tests/run-tests.sh
+	gcovr -r . --object-directory build-cov/obj \
+		--filter 'common/' --filter 'messages/' --filter 'bus/' --filter 'actors/' \
+		--filter 'oci/' --filter 'hypervisors/' --filter 'agent/' --filter 'resources/' \
+		--filter 'runtimes/' --filter 'persist/' --filter 'services/' \
+		--print-summary --txt build-cov/coverage.txt
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-san build-cov
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
