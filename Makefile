@@ -38,6 +38,7 @@ LDLIBS := $(PKG_LIBS) -lpthread
 # in */main_*.c and are not part of it.
 LIB_DIRS := common messages bus actors oci hypervisors agent resources runtimes persist services
 LIB_SRCS := $(filter-out %/main_%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
+LIB_SRCS += $(shell find services/proto -name '*.pb-c.c' 2>/dev/null | LC_ALL=C sort)
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 LIB := $(B)/libhusk-core.a
 
