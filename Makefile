@@ -38,7 +38,7 @@ LDLIBS := $(PKG_LIBS) -lpthread
 # in */main_*.c and are not part of it.
 LIB_DIRS := common messages bus actors oci hypervisors agent resources runtimes persist services
 LIB_SRCS := $(filter-out %/main_%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
-LIB_SRCS += $(shell find services/proto -name '*.pb-c.c' 2>/dev/null | LC_ALL=C sort)
+LIB_SRCS += $(if $(filter services,$(LIB_DIRS)),$(shell find services/proto -name '*.pb-c.c' 2>/dev/null | LC_ALL=C sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 LIB := $(B)/libhusk-core.a
 
@@ -65,28 +65,34 @@ lib: $(LIB)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC    $<"
+	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	@echo "  AR    $@"
+	@rm -f $@ && ar rcs $@ $^
 
 .SECONDEXPANSION:
 $(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(PROG_$$*)) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 $(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD    $@"
+	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # `make test`: every suite, then one summary line.  tests/run-tests.sh runs
 # each binary / script with a timeout and counts.

@@ -380,7 +380,9 @@ static int decode_str(mpr_t *r, const msg_field_t *f, uint32_t max, char **dst, 
     mpr_t save = *r;
     if (mpr_str(r, &s, &n) < 0) {
         *r = save;
-        int rc = bad(err, "body.", f->name, "expected string", r);
+        char where[MSG_SMALL];
+        snprintf(where, sizeof where, "%s%s", f->name, suffix);
+        int rc = bad(err, "body.", where, "expected string", r);
         r->failed = true;
         return rc;
     }
@@ -681,6 +683,31 @@ msg_type_t msg_peek_type(const void *buf, size_t len)
     return MSG_NONE;
 }
 
+int msg_peek_ids(const void *buf, size_t len, uint64_t *id, uint64_t *reply_to)
+{
+    mpr_t r;
+    uint32_t n;
+    int found = 0;
+    *id = *reply_to = 0;
+    mpr_init(&r, buf, len);
+    if (mpr_map(&r, &n) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n && found < 2; i++) {
+        const char *k;
+        uint32_t kn;
+        if (mpr_str(&r, &k, &kn) < 0)
+            return -1;
+        if (key_is(k, kn, "id") || key_is(k, kn, "re")) {
+            if (mpr_u64(&r, k[0] == 'i' ? id : reply_to) < 0)
+                return -1;
+            found++;
+        } else if (mpr_skip(&r, MPR_MAX_DEPTH) < 0) {
+            return -1;
+        }
+    }
+    return found == 2 ? 0 : -1;
+}
+
 /* ---- the schema-less printer ------------------------------------------- */
 
 static json_t *to_json(mpr_t *r, int depth)
@@ -703,7 +730,22 @@ static json_t *to_json(mpr_t *r, int depth)
         return u > INT64_MAX ? json_real((double)u) : json_integer((json_int_t)u);
     case MPR_INT: return mpr_i64(r, &i) < 0 ? NULL : json_integer(i);
     case MPR_FLOAT: return mpr_double(r, &d) < 0 ? NULL : json_real(d);
-    case MPR_STR: return mpr_str(r, &s, &n) < 0 ? NULL : json_stringn_nocheck(s, n);
+    case MPR_STR: {
+        if (mpr_str(r, &s, &n) < 0)
+            return NULL;
+        json_t *j = json_stringn(s, n);
+        if (j)
+            return j;
+        /* not UTF-8: show the ASCII and mark the rest */
+        char *c = malloc(n + 1);
+        if (!c)
+            return NULL;
+        for (uint32_t k = 0; k < n; k++)
+            c[k] = (s[k] > 0 && (unsigned char)s[k] < 0x80) ? s[k] : '?';
+        j = json_stringn(c, n);
+        free(c);
+        return j;
+    }
     case MPR_BIN: {
         if (mpr_bin(r, &b, &n) < 0)
             return NULL;
@@ -741,11 +783,12 @@ static json_t *to_json(mpr_t *r, int depth)
         for (uint32_t k = 0; k < n && o; k++) {
             char key[128];
             if (mpr_peek(r) == MPR_STR) {
-                if (mpr_str(r, &s, &n) < 0)
+                uint32_t kn;
+                if (mpr_str(r, &s, &kn) < 0)
                     goto fail;
-                snprintf(key, sizeof key, "%.*s", (int)(n > 127 ? 127 : n), s);
+                snprintf(key, sizeof key, "%.*s", (int)(kn > 127 ? 127 : kn), s);
                 for (char *c = key; *c; c++)
-                    if ((unsigned char)*c < 0x20)
+                    if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x80)
                         *c = '?';
             } else {
                 json_t *kj = to_json(r, depth - 1);

@@ -114,6 +114,10 @@ int msg_decode(const void *buf, size_t len, msg_t **out, err_t *err);
  * rest: for the broker's fault matching.  Returns MSG_NONE if unreadable. */
 msg_type_t msg_peek_type(const void *buf, size_t len);
 
+/* Reads id and reply-to of an encoded envelope without decoding the rest.
+ * Returns 0, or -1 when unreadable. */
+int msg_peek_ids(const void *buf, size_t len, uint64_t *id, uint64_t *reply_to);
+
 /* Renders any msgpack value (an envelope, or anything) as JSON text,
  * without a schema.  Depth and sizes are bounded.  Caller frees. */
 char *msg_to_json(const void *buf, size_t len, err_t *err);
