@@ -821,10 +821,10 @@ static int need_qmp(struct qemu *qm, const char *what, err_t *err)
     return 0;
 }
 
-static int simple_cmd(struct qemu *qm, const char *cmd, json_t *args, hv_done_fn done, void *arg,
-                      err_t *err)
+static int simple_cmd(struct qemu *qm, const char *what, const char *cmd, json_t *args,
+                      hv_done_fn done, void *arg, err_t *err)
 {
-    int r = need_qmp(qm, cmd, err);
+    int r = need_qmp(qm, what, err);
     if (r < 0) {
         json_decref(args);
         return r;
@@ -843,12 +843,12 @@ static int simple_cmd(struct qemu *qm, const char *cmd, json_t *args, hv_done_fn
 
 static int qm_pause(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
 {
-    return simple_cmd(Q(hv), "stop", NULL, done, arg, err);
+    return simple_cmd(Q(hv), "pause", "stop", NULL, done, arg, err);
 }
 
 static int qm_resume(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
 {
-    return simple_cmd(Q(hv), "cont", NULL, done, arg, err);
+    return simple_cmd(Q(hv), "resume", "cont", NULL, done, arg, err);
 }
 
 /* ---- hotplug ---- */
