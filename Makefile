@@ -123,4 +123,10 @@ format:
 clean:
 	rm -rf build build-san build-cov
 
+# The guest kernel + initramfs from Debian packages (tools/mkguest.sh; it
+# rebuilds only when an input changed).  Builds husk-agent first when its
+# sources exist; otherwise mkguest.sh says the agent is missing.
+guest: $(filter %/husk-agent,$(PROG_BINS))
+	tools/mkguest.sh --out $(B)/guest --agent $(B)/bin/husk-agent
+
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

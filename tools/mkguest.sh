@@ -96,7 +96,7 @@ need ldd libc-bin
 need sha256sum coreutils
 need flock util-linux
 
-[ -f "$AGENT" ] || die "agent binary '$AGENT' not found (build it first: make B=... husk-agent, or pass --agent PATH)"
+[ -f "$AGENT" ] || die "agent binary '$AGENT' not found: build it first (make $AGENT) or pass --agent PATH"
 [ -x "$AGENT" ] || die "agent binary '$AGENT' is not executable"
 AGENT=$(readlink -f "$AGENT")
 
