@@ -42,9 +42,16 @@ LIB_SRCS += $(if $(filter services,$(LIB_DIRS)),$(shell find services/proto -nam
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
 LIB := $(B)/libhusk-core.a
 
-# Programs: name -> entry file (+ extra sources).
+# The guest side (agent/guest/): its own library, linked into husk-agent and
+# into the tests and helpers that exercise it on the host.
+GUEST_SRCS := $(filter-out agent/guest/main_%.c,$(wildcard agent/guest/*.c))
+GUEST_OBJS := $(GUEST_SRCS:%.c=$(B)/obj/%.o)
+GUEST_LIB := $(B)/libhusk-guest.a
+LIBS := $(GUEST_LIB) $(LIB)
+
+# Programs: name -> entry file (the first word decides whether it exists yet).
 PROG_husk-bus-demo := tools/main_bus_demo.c
-PROG_husk-agent := $(filter-out agent/guest/main_%.c,$(wildcard agent/guest/*.c)) agent/guest/main_agent.c
+PROG_husk-agent := agent/guest/main_agent.c
 PROGS := $(foreach p,husk-bus-demo husk-agent,$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
 PROG_BINS := $(PROGS:%=$(B)/bin/%)
 
@@ -59,7 +66,7 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
 TEST_TIMEOUT ?= 300
 
 .PHONY: all lib test unit e2e bench deps coverage format clean guest
-all: $(LIB) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS)
+all: $(LIBS) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS)
 
 lib: $(LIB)
 
@@ -73,23 +80,28 @@ $(LIB): $(LIB_OBJS)
 	@echo "  AR    $@"
 	@rm -f $@ && ar rcs $@ $^
 
+$(GUEST_LIB): $(GUEST_OBJS)
+	@mkdir -p $(dir $@)
+	@echo "  AR    $@"
+	@rm -f $@ && ar rcs $@ $^
+
 .SECONDEXPANSION:
-$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(PROG_$$*)) $(LIB)
+$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(PROG_$$*)) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(LIB)
+$(B)/tests/test_%: $(B)/obj/tests/unit/test_%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIB)
+$(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(LIB)
+$(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -23,11 +23,6 @@
 
 #include "agent/guest/container.h"
 
-#include "agent/guest/caps.c"
-#include "agent/guest/cgroup.c"
-#include "agent/guest/container.c"
-#include "agent/guest/mounts.c"
-#include "agent/guest/seccomp.c"
 
 static int die(err_t *err, const char *what)
 {
