@@ -37,7 +37,7 @@ static void fill_random(msg_type_t type, void *body)
         char buf[256];
         switch (f->kind) {
         case MSG_K_BOOL: *(bool *)p = rnd() & 1; break;
-        case MSG_K_I64: *(int64_t *)p = ((int64_t)rnd() << 40) ^ rnd() ^ -(int64_t)(rnd() & 1); break;
+        case MSG_K_I64: *(int64_t *)p = (int64_t)(((uint64_t)rnd() << 40) ^ rnd()) ^ -(int64_t)(rnd() & 1); break;
         case MSG_K_U64: *(uint64_t *)p = ((uint64_t)rnd() << 40) ^ rnd(); break;
         case MSG_K_STR:
             rand_str(buf, f->max < 200 ? f->max : 200);
