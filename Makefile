@@ -65,7 +65,7 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
 # Per-test timeout (seconds); VM tests set their own inside.
 TEST_TIMEOUT ?= 300
 
-.PHONY: all lib test unit e2e bench deps coverage format clean guest
+.PHONY: all lib test unit e2e bench deps coverage format clean guest check
 all: $(LIBS) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS)
 
 lib: $(LIB)
@@ -111,6 +111,13 @@ $(B)/bench/bench_%: $(B)/obj/tests/bench/bench_%.o $(LIBS)
 test: all
 	@B=$(B) TEST_TIMEOUT=$(TEST_TIMEOUT) tests/run-tests.sh
 
+# check: what CI runs: every suite, the unit suites again under ASan+UBSan,
+# and the coverage floor.
+check:
+	$(MAKE) test
+	$(MAKE) SANITIZE=1 unit
+	$(MAKE) coverage
+
 unit: all
 	@B=$(B) TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=unit tests/run-tests.sh
 
@@ -127,7 +134,7 @@ coverage:
 		--filter 'common/' --filter 'messages/' --filter 'bus/' --filter 'actors/' \
 		--filter 'oci/' --filter 'hypervisors/' --filter 'agent/' --filter 'resources/' \
 		--filter 'runtimes/' --filter 'persist/' --filter 'services/' \
-		--print-summary --txt build-cov/coverage.txt
+		--print-summary --fail-under-line 75 --txt build-cov/coverage.txt
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
