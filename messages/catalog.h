@@ -64,6 +64,163 @@
     F(S, STRV, words, 16)                                                                          \
     F(S, U64V, nums, 16)
 
+/* ---- agent: the guest-agent protocol (docs/agent-protocol.md) ----------
+ * Requests go from any actor to the `agent` actor (agent/agent_actor.h),
+ * which forwards them to husk-agent in the guest over the agent channel
+ * (agent/frame.h) and maps the answer back.  Ids: container_id and exec_id
+ * match [A-Za-z0-9_.-]{1,64}; exec_id "" names the container's init.
+ * An empty reply is agent.ok; a failure is a bus.error whose envelope
+ * status carries an errno and a text.  JSON fields are never empty: send
+ * "null", "[]" or "{}" when there is nothing to say.
+ * The limits keep every envelope below AGENT_FRAME_MAX (1 MiB + 64 KiB). */
+#define AGENT_ID_MAX     64
+#define AGENT_SPEC_MAX   (768 * 1024)
+#define AGENT_STORE_MAX  (64 * 1024)
+#define AGENT_CHUNK_MAX  (64 * 1024)
+#define AGENT_PROC_MAX   (256 * 1024)
+#define AGENT_NET_MAX    (64 * 1024)
+/* The empty success reply. */
+#define MSG_FIELDS_agent_ok(F, S)
+/* Health check (Kata Health.Check) -> agent.health. */
+#define MSG_FIELDS_agent_check(F, S) F(S, STR, service, MSG_SMALL)
+/* status: "SERVING" or "NOT_SERVING"; version of husk-agent. */
+#define MSG_FIELDS_agent_health(F, S) F(S, STR, status, MSG_SMALL) F(S, STR, version, MSG_SMALL)
+/* Guest details -> agent.details. */
+#define MSG_FIELDS_agent_guest_details(F, S)
+#define MSG_FIELDS_agent_details(F, S)                                                             \
+    F(S, STR, agent_version, MSG_SMALL)                                                            \
+    F(S, STR, kernel_release, MSG_SMALL)                                                           \
+    F(S, STR, kernel_version, MSG_SMALL)                                                           \
+    F(S, STR, machine, MSG_SMALL)                                                                  \
+    F(S, U64, uptime_ms, 0)                                                                        \
+    F(S, BOOL, init, 0)                                                                            \
+    F(S, BOOL, cgroup2, 0)                                                                         \
+    F(S, STRV, features, 64)
+/* storages: JSON array of {"driver": "9p", "source": tag, "mount_point":
+ * absolute guest path, "options": ["trans=virtio", ...]} (docs). */
+#define MSG_FIELDS_agent_create_sandbox(F, S)                                                      \
+    F(S, STR, sandbox_id, AGENT_ID_MAX)                                                            \
+    F(S, STR, hostname, MSG_SMALL)                                                                 \
+    F(S, STRV, dns, 32)                                                                            \
+    F(S, JSON, storages, AGENT_STORE_MAX)
+#define MSG_FIELDS_agent_destroy_sandbox(F, S)
+/* spec: the amended OCI config.json; rootfs: guest path of the root (""
+ * = spec root.path); storages as for create_sandbox, mounted first;
+ * stdin: give init a stdin pipe; output_window: flow-control credit per
+ * output stream in bytes (0 = AGENT_OUTPUT_WINDOW).  -> agent.pid */
+#define MSG_FIELDS_agent_create_container(F, S)                                                    \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, JSON, spec, AGENT_SPEC_MAX)                                                               \
+    F(S, STR, rootfs, MSG_PATH)                                                                    \
+    F(S, JSON, storages, AGENT_STORE_MAX)                                                          \
+    F(S, BOOL, stdin, 0)                                                                           \
+    F(S, U64, output_window, 0)
+#define MSG_FIELDS_agent_pid(F, S) F(S, U64, pid, 0)
+#define MSG_FIELDS_agent_start_container(F, S) F(S, STR, container_id, AGENT_ID_MAX)
+/* Kills what still runs, waits up to timeout_ms (0 = 10 s), cleans up. */
+#define MSG_FIELDS_agent_remove_container(F, S)                                                    \
+    F(S, STR, container_id, AGENT_ID_MAX) F(S, U64, timeout_ms, 0)
+/* process: an OCI process object (JSON).  -> agent.pid */
+#define MSG_FIELDS_agent_exec_process(F, S)                                                        \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, JSON, process, AGENT_PROC_MAX)                                                            \
+    F(S, BOOL, stdin, 0)                                                                           \
+    F(S, U64, output_window, 0)
+/* all: every process of the container (with exec_id ""). */
+#define MSG_FIELDS_agent_signal_process(F, S)                                                      \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, signal, 0)                                                                           \
+    F(S, BOOL, all, 0)
+/* Answered with agent.exit_status when the process has exited (and its
+ * output has been drained, or 500 ms later). */
+#define MSG_FIELDS_agent_wait_process(F, S)                                                        \
+    F(S, STR, container_id, AGENT_ID_MAX) F(S, STR, exec_id, AGENT_ID_MAX)
+/* status: exit code, or 128 + signal when killed. */
+#define MSG_FIELDS_agent_exit_status(F, S)                                                         \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, pid, 0)                                                                              \
+    F(S, I64, status, 0)
+/* Event: a process exited (same fields as agent.exit_status). */
+#define MSG_FIELDS_agent_exited(F, S)                                                              \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, pid, 0)                                                                              \
+    F(S, I64, status, 0)
+/* Queued to the process's stdin; answered with agent.written once all of
+ * it reached the pipe.  At most 1 MiB may wait per process (ENOBUFS). */
+#define MSG_FIELDS_agent_write_stdin(F, S)                                                         \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, BIN, data, AGENT_CHUNK_MAX)
+#define MSG_FIELDS_agent_written(F, S) F(S, U64, len, 0)
+/* Closes stdin once what is queued has been written. */
+#define MSG_FIELDS_agent_close_stdin(F, S)                                                         \
+    F(S, STR, container_id, AGENT_ID_MAX) F(S, STR, exec_id, AGENT_ID_MAX)
+/* Event: output of a process.  stream 1 = stdout (also the terminal), 2 =
+ * stderr.  eof: the stream ended (data may be empty).  Each byte uses one
+ * byte of the stream's credit; the guest stops reading a stream whose
+ * credit is exhausted until agent.output_ack returns some. */
+#define MSG_FIELDS_agent_output(F, S)                                                              \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, stream, 0)                                                                           \
+    F(S, BIN, data, AGENT_CHUNK_MAX)                                                               \
+    F(S, BOOL, eof, 0)
+/* One-way (no reply): the host consumed bytes of a stream; returns credit. */
+#define MSG_FIELDS_agent_output_ack(F, S)                                                          \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, stream, 0)                                                                           \
+    F(S, U64, bytes, 0)
+#define MSG_FIELDS_agent_tty_resize(F, S)                                                          \
+    F(S, STR, container_id, AGENT_ID_MAX)                                                          \
+    F(S, STR, exec_id, AGENT_ID_MAX)                                                               \
+    F(S, U64, rows, 0)                                                                             \
+    F(S, U64, cols, 0)
+/* cgroup v2 freezer. */
+#define MSG_FIELDS_agent_pause_container(F, S)  F(S, STR, container_id, AGENT_ID_MAX)
+#define MSG_FIELDS_agent_resume_container(F, S) F(S, STR, container_id, AGENT_ID_MAX)
+/* resources: an OCI linux.resources object (JSON). */
+#define MSG_FIELDS_agent_update_container(F, S)                                                    \
+    F(S, STR, container_id, AGENT_ID_MAX) F(S, JSON, resources, AGENT_STORE_MAX)
+/* -> agent.stats: cgroup v2 numbers; `present` names the ones read. */
+#define MSG_FIELDS_agent_stats_container(F, S) F(S, STR, container_id, AGENT_ID_MAX)
+#define MSG_FIELDS_agent_stats(F, S)                                                               \
+    F(S, U64, cpu_usage_usec, 0)                                                                   \
+    F(S, U64, cpu_user_usec, 0)                                                                    \
+    F(S, U64, cpu_system_usec, 0)                                                                  \
+    F(S, U64, memory_current, 0)                                                                   \
+    F(S, U64, memory_max, 0)                                                                       \
+    F(S, U64, memory_oom_kills, 0)                                                                 \
+    F(S, U64, pids_current, 0)                                                                     \
+    F(S, U64, io_read_bytes, 0)                                                                    \
+    F(S, U64, io_write_bytes, 0)                                                                   \
+    F(S, BOOL, frozen, 0)                                                                          \
+    F(S, STRV, present, 16)
+/* -> agent.processes: guest pids of the container's processes. */
+#define MSG_FIELDS_agent_list_processes(F, S) F(S, STR, container_id, AGENT_ID_MAX)
+#define MSG_FIELDS_agent_processes(F, S)      F(S, U64V, pids, 65536)
+/* Event: the kernel OOM-killed a process of the container. */
+#define MSG_FIELDS_agent_oom(F, S) F(S, STR, container_id, AGENT_ID_MAX) F(S, U64, oom_kills, 0)
+/* Mounts 9p shares (storages as for create_sandbox). */
+#define MSG_FIELDS_agent_mount_storages(F, S) F(S, JSON, storages, AGENT_STORE_MAX)
+/* Event (host side only): the agent channel is gone; pending requests
+ * failed with ECONNRESET and new ones fail with ENOTCONN. */
+#define MSG_FIELDS_agent_lost(F, S) F(S, STR, reason, MSG_SMALL) F(S, U64, pending, 0)
+/* Networking: declared, answered with ENOTSUP until the networking work. */
+#define MSG_FIELDS_agent_update_interface(F, S) F(S, JSON, interface, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_interface(F, S)        F(S, JSON, interface, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_update_routes(F, S)    F(S, JSON, routes, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_add_arp_neighbors(F, S) F(S, JSON, neighbors, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_list_interfaces(F, S)
+#define MSG_FIELDS_agent_interfaces(F, S) F(S, JSON, interfaces, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_list_routes(F, S)
+#define MSG_FIELDS_agent_routes(F, S) F(S, JSON, routes, AGENT_NET_MAX)
+/* ---- end of agent ------------------------------------------------------ */
+
 /* M(SYM, sym, "wire.name") */
 #define MSG_CATALOG(M)                                                                             \
     M(BUS_ERROR, bus_error, "bus.error")                                                           \
@@ -81,6 +238,46 @@
     M(BUS_ECHO, bus_echo, "bus.echo")                                                              \
     M(ACTOR_UP, actor_up, "actor.up")                                                              \
     M(ACTOR_DOWN, actor_down, "actor.down")                                                        \
+    M(AGENT_OK, agent_ok, "agent.ok")                                                              \
+    M(AGENT_CHECK, agent_check, "agent.check")                                                     \
+    M(AGENT_HEALTH, agent_health, "agent.health")                                                  \
+    M(AGENT_GUEST_DETAILS, agent_guest_details, "agent.guest_details")                             \
+    M(AGENT_DETAILS, agent_details, "agent.details")                                               \
+    M(AGENT_CREATE_SANDBOX, agent_create_sandbox, "agent.create_sandbox")                          \
+    M(AGENT_DESTROY_SANDBOX, agent_destroy_sandbox, "agent.destroy_sandbox")                       \
+    M(AGENT_CREATE_CONTAINER, agent_create_container, "agent.create_container")                    \
+    M(AGENT_PID, agent_pid, "agent.pid")                                                           \
+    M(AGENT_START_CONTAINER, agent_start_container, "agent.start_container")                       \
+    M(AGENT_REMOVE_CONTAINER, agent_remove_container, "agent.remove_container")                    \
+    M(AGENT_EXEC_PROCESS, agent_exec_process, "agent.exec_process")                                \
+    M(AGENT_SIGNAL_PROCESS, agent_signal_process, "agent.signal_process")                          \
+    M(AGENT_WAIT_PROCESS, agent_wait_process, "agent.wait_process")                                \
+    M(AGENT_EXIT_STATUS, agent_exit_status, "agent.exit_status")                                   \
+    M(AGENT_EXITED, agent_exited, "agent.exited")                                                  \
+    M(AGENT_WRITE_STDIN, agent_write_stdin, "agent.write_stdin")                                   \
+    M(AGENT_WRITTEN, agent_written, "agent.written")                                               \
+    M(AGENT_CLOSE_STDIN, agent_close_stdin, "agent.close_stdin")                                   \
+    M(AGENT_OUTPUT, agent_output, "agent.output")                                                  \
+    M(AGENT_OUTPUT_ACK, agent_output_ack, "agent.output_ack")                                      \
+    M(AGENT_TTY_RESIZE, agent_tty_resize, "agent.tty_resize")                                      \
+    M(AGENT_PAUSE_CONTAINER, agent_pause_container, "agent.pause_container")                       \
+    M(AGENT_RESUME_CONTAINER, agent_resume_container, "agent.resume_container")                    \
+    M(AGENT_UPDATE_CONTAINER, agent_update_container, "agent.update_container")                    \
+    M(AGENT_STATS_CONTAINER, agent_stats_container, "agent.stats_container")                       \
+    M(AGENT_STATS, agent_stats, "agent.stats")                                                     \
+    M(AGENT_LIST_PROCESSES, agent_list_processes, "agent.list_processes")                          \
+    M(AGENT_PROCESSES, agent_processes, "agent.processes")                                         \
+    M(AGENT_OOM, agent_oom, "agent.oom")                                                           \
+    M(AGENT_MOUNT_STORAGES, agent_mount_storages, "agent.mount_storages")                          \
+    M(AGENT_LOST, agent_lost, "agent.lost")                                                        \
+    M(AGENT_UPDATE_INTERFACE, agent_update_interface, "agent.update_interface")                    \
+    M(AGENT_INTERFACE, agent_interface, "agent.interface")                                         \
+    M(AGENT_UPDATE_ROUTES, agent_update_routes, "agent.update_routes")                             \
+    M(AGENT_ADD_ARP_NEIGHBORS, agent_add_arp_neighbors, "agent.add_arp_neighbors")                 \
+    M(AGENT_LIST_INTERFACES, agent_list_interfaces, "agent.list_interfaces")                       \
+    M(AGENT_INTERFACES, agent_interfaces, "agent.interfaces")                                      \
+    M(AGENT_LIST_ROUTES, agent_list_routes, "agent.list_routes")                                   \
+    M(AGENT_ROUTES, agent_routes, "agent.routes")                                                  \
     M(TEST_ALL, test_all, "test.all")
 
 #endif
