@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,19 @@ static char *xvasprintf(const char *fmt, va_list ap)
     if (vasprintf(&s, fmt, ap) < 0)
         abort();
     return s;
+}
+
+/* libevent writes with writev(), which raises SIGPIPE on a connection the
+ * peer closed (containerd going away while we answer).  Linux has no
+ * per-socket opt-out, so ignore the signal process-wide unless the program
+ * chose a disposition of its own; the write then fails with EPIPE and the
+ * connection is closed as for any error. */
+static void ignore_sigpipe(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+        !(sa.sa_flags & SA_SIGINFO))
+        signal(SIGPIPE, SIG_IGN);
 }
 
 /* ---- codes ----------------------------------------------------------- */
@@ -347,6 +361,7 @@ struct ttrpc_server {
 int ttrpc_server_new(struct event_base *base, ttrpc_server_t **out, err_t *err)
 {
     assert(base && out);
+    ignore_sigpipe();
     ttrpc_server_t *s = xcalloc(1, sizeof(*s));
     s->base = base;
     s->same_uid = true;
@@ -948,6 +963,7 @@ int ttrpc_client_from_fd(struct event_base *base, int fd, ttrpc_client_t **out, 
     assert(base && out);
     if (fd < 0)
         return err_make(err, EBADF, "ttrpc client: fd %d", fd);
+    ignore_sigpipe();
     evutil_make_socket_nonblocking(fd);
     evutil_make_socket_closeonexec(fd);
     struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);

@@ -7,6 +7,10 @@
  * codes.  Many requests may be in flight on one connection; the server
  * answers each on its stream id, in any order, whenever it likes.
  *
+ * SIGPIPE: creating a server or client sets SIGPIPE to SIG_IGN if it is
+ * still SIG_DFL (Linux has no per-socket way to avoid it with writev), so a
+ * peer that vanishes mid-answer is an EPIPE, not a dead shim.
+ *
  * Threading: every object here belongs to the thread running its event_base.
  * Nothing is thread-safe.  Callbacks run from that loop, never from inside
  * the API call that registered them.
