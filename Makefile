@@ -50,10 +50,12 @@ GUEST_LIB := $(B)/libhusk-guest.a
 LIBS := $(GUEST_LIB) $(LIB)
 
 # Programs: name -> entry file (the first word decides whether it exists yet).
-PROG_husk-bus-demo := tools/main_bus_demo.c
 PROG_husk-agent := agent/guest/main_agent.c
-PROGS := $(foreach p,husk-bus-demo husk-agent,$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
+PROG_husk-trace := tools/main_trace.c
+PROG_NAMES := husk-agent husk-trace
+PROGS := $(foreach p,$(PROG_NAMES),$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
 PROG_BINS := $(PROGS:%=$(B)/bin/%)
+prog_objs = $(addprefix $(B)/obj/,$(patsubst %.c,%.o,$(PROG_$(1))))
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
@@ -86,7 +88,7 @@ $(GUEST_LIB): $(GUEST_OBJS)
 	@rm -f $@ && ar rcs $@ $^
 
 .SECONDEXPANSION:
-$(B)/bin/%: $$(patsubst %.c,$(B)/obj/%.o,$$(PROG_$$*)) $(LIBS)
+$(B)/bin/%: $$(call prog_objs,$$*) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
 	@$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -1,0 +1,190 @@
+#include "actors/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bus/bus.h"
+
+struct bus_client {
+    void *ctx;
+    void *sock;
+    char name[MSG_NAME_MAX];
+    char endpoint[256];
+    uint64_t next_id;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int bus_client_new(const char *endpoint, const char *name, bus_client_t **out, err_t *err)
+{
+    bus_client_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return err_make(err, ENOMEM, "bus client: out of memory");
+    if (name)
+        snprintf(c->name, sizeof c->name, "%s", name);
+    else
+        snprintf(c->name, sizeof c->name, "client-%d", (int)getpid());
+    snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
+    /* ids are unique per sender; start from the clock so a reused name
+     * cannot be mistaken for its predecessor's late replies */
+    c->next_id = (uint64_t)now_ms() << 20;
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        free(c);
+        return err_make(err, errno, "bus client: zmq_ctx_new: %s", zmq_strerror(errno));
+    }
+    zmq_ctx_set(c->ctx, ZMQ_BLOCKY, 0);
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    int rc = 0;
+    if (!c->sock) {
+        rc = err_make(err, errno, "bus client: zmq_socket: %s", zmq_strerror(errno));
+    } else {
+        bus_sockopts(c->sock);
+        zmq_setsockopt(c->sock, ZMQ_ROUTING_ID, c->name, strlen(c->name));
+        if (zmq_connect(c->sock, endpoint) < 0)
+            rc = err_make(err, errno, "bus client: connect %s: %s", endpoint, zmq_strerror(errno));
+    }
+    if (rc < 0) {
+        bus_client_destroy(&c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+void bus_client_destroy(bus_client_t **cp)
+{
+    if (!cp || !*cp)
+        return;
+    bus_client_t *c = *cp;
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    free(c);
+    *cp = NULL;
+}
+
+int bus_client_send(bus_client_t *c, const char *to, msg_t **mp, err_t *err)
+{
+    msg_t *m = *mp;
+    m->id = ++c->next_id;
+    snprintf(m->from, sizeof m->from, "%s", c->name);
+    snprintf(m->to, sizeof m->to, "%s", to);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    m->ts_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint8_t *buf;
+    size_t len;
+    int rc = msg_encode(m, &buf, &len, err);
+    if (rc == 0) {
+        const char *type = msg_type_name(m->type);
+        if (zmq_send(c->sock, to, strlen(to), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(c->sock, type, strlen(type), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+            zmq_send(c->sock, buf, len, ZMQ_DONTWAIT) < 0)
+            rc = err_make(err, errno, "bus client: send %s to %s: %s", type, to,
+                          zmq_strerror(errno));
+        free(buf);
+    }
+    msg_destroy(mp); /* its id stays in c->next_id for the caller's matching */
+    return rc;
+}
+
+int bus_client_recv(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        long left = (long)(deadline - now_ms());
+        if (left < 0)
+            left = 0;
+        zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&it, 1, left);
+        if (n < 0 && errno == EINTR)
+            return err_make(err, EINTR, "bus client: interrupted");
+        if (n <= 0)
+            return err_make(err, ETIMEDOUT, "bus client: nothing received within %d ms",
+                            timeout_ms);
+        zmq_msg_t parts[3];
+        int np = 0, more = 1;
+        while (more) {
+            zmq_msg_t f;
+            zmq_msg_init(&f);
+            if (zmq_msg_recv(&f, c->sock, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&f);
+                break;
+            }
+            more = zmq_msg_more(&f);
+            if (np < 3)
+                parts[np++] = f;
+            else
+                zmq_msg_close(&f);
+        }
+        int rc = -EAGAIN;
+        if (np == 3) {
+            msg_t *m = NULL;
+            rc = msg_decode(zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &m, err);
+            if (rc == 0) {
+                size_t fl = zmq_msg_size(&parts[0]);
+                if (fl >= sizeof m->from)
+                    fl = sizeof m->from - 1;
+                memcpy(m->from, zmq_msg_data(&parts[0]), fl);
+                m->from[fl] = 0;
+                *out = m;
+            }
+        }
+        for (int i = 0; i < np; i++)
+            zmq_msg_close(&parts[i]);
+        if (rc == 0 || rc != -EAGAIN)
+            return rc;
+    }
+}
+
+int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms, msg_t **reply,
+                    err_t *err)
+{
+    *reply = NULL;
+    msg_type_t type = (*req)->type;
+    int rc = bus_client_send(c, to, req, err);
+    if (rc < 0)
+        return rc;
+    uint64_t id = c->next_id;
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        long left = (long)(deadline - now_ms());
+        if (left <= 0)
+            return err_make(err, ETIMEDOUT, "%s did not answer %s within %d ms", to,
+                            msg_type_name(type), timeout_ms);
+        msg_t *m = NULL;
+        err_t e2 = ERR_INIT;
+        rc = bus_client_recv(c, (int)left, &m, &e2);
+        if (rc == -ETIMEDOUT) {
+            err_clear(&e2);
+            continue;
+        }
+        if (rc < 0) {
+            err_move(err, &e2);
+            return rc;
+        }
+        if (m->reply_to != id) {
+            msg_destroy(&m); /* an event or a stale reply */
+            continue;
+        }
+        if (m->status) {
+            rc = err_make(err, m->status, "%s", m->status_text ? m->status_text : strerror(m->status));
+            msg_destroy(&m);
+            return rc;
+        }
+        *reply = m;
+        return 0;
+    }
+}
