@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "actors/client.h"
 #include "bus_probe.h"
 #include "common/log.h"
 
@@ -565,6 +566,38 @@ static void test_actor_init_failure_reported_by_start(void **s)
     free(f);
 }
 
+static void test_client_call_over_ipc_reply_error_and_timeout(void **s)
+{
+    struct fixture *f = fx_new(NULL, -1, true);
+    fx_start(f, script_nothing);
+    bus_client_t *c = NULL;
+    err_t err = ERR_INIT;
+    assert_int_equal(bus_client_new(bus_ipc_endpoint(f->bus), "cli-test", &c, &err), 0);
+    msg_t *m = msg_new(MSG_BUS_ECHO), *reply = NULL;
+    ((msg_bus_echo_t *)m->body)->seq = 9;
+    assert_int_equal(bus_client_call(c, "echo", &m, 2000, &reply, &err), 0);
+    assert_null(m);
+    assert_int_equal(MSG_BODY(reply, BUS_ECHO, bus_echo)->seq, 9);
+    msg_destroy(&reply);
+    m = msg_new(MSG_BUS_ECHO);
+    assert_int_equal(bus_client_call(c, "ghost", &m, 2000, &reply, &err), -EHOSTUNREACH);
+    assert_non_null(strstr(err_str(&err), "no actor named 'ghost'"));
+    err_clear(&err);
+    f->es.hold = 1;
+    m = msg_new(MSG_BUS_ECHO);
+    assert_int_equal(bus_client_call(c, "echo", &m, 150, &reply, &err), -ETIMEDOUT);
+    assert_string_equal(err_str(&err), "echo did not answer bus.echo within 150 ms");
+    err_clear(&err);
+    m = msg_new(MSG_BUS_LIST);
+    assert_int_equal(bus_client_call(c, "bus", &m, 2000, &reply, &err), 0);
+    msg_bus_actors_t *names = MSG_BODY(reply, BUS_ACTORS, bus_actors);
+    assert_int_equal(names->names.n, 2); /* echo and probe; clients are not registered */
+    msg_destroy(&reply);
+    bus_client_destroy(&c);
+    assert_null(c);
+    fx_free(f);
+}
+
 int main(int argc, char **argv)
 {
     /* the ipc peer helper sits in ../tests/helpers relative to this binary */
@@ -595,6 +628,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actor_in_second_process_over_ipc),
         cmocka_unit_test(test_actor_start_fails_cleanly_without_broker),
         cmocka_unit_test(test_actor_init_failure_reported_by_start),
+        cmocka_unit_test(test_client_call_over_ipc_reply_error_and_timeout),
     };
     return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }
