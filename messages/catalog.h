@@ -221,6 +221,134 @@
 #define MSG_FIELDS_agent_routes(F, S) F(S, JSON, routes, AGENT_NET_MAX)
 /* ---- end of agent ------------------------------------------------------ */
 
+/* ---- rt: the runtime handler (actor "runtime") --------------------------
+ * Front ends (the husk CLI, the shim service) ask the runtime; it drives
+ * resources -> hypervisor -> agent -> persist.  Ids as for agent.*.
+ * Success is rt.ok unless a reply type is named; failures are bus.error
+ * with runc's wording in status_text (docs/runtime.md). */
+#define RT_ID_MAX 64
+/* spec: the bundle's config.json text.  proxy_pid: the host process that
+ * stands for the container (written to --pid-file).  -> rt.created */
+#define MSG_FIELDS_rt_create(F, S)                                                                 \
+    F(S, STR, id, RT_ID_MAX)                                                                       \
+    F(S, STR, bundle, MSG_PATH)                                                                    \
+    F(S, JSON, spec, AGENT_SPEC_MAX)                                                               \
+    F(S, U64, proxy_pid, 0)                                                                        \
+    F(S, STR, pid_file, MSG_PATH)                                                                  \
+    F(S, BOOL, console, 0)                                                                         \
+    F(S, U64, owner_uid, 0)
+#define MSG_FIELDS_rt_created(F, S)                                                                \
+    F(S, STR, id, RT_ID_MAX) F(S, STR, sandbox_id, RT_ID_MAX) F(S, U64, pid, 0)
+#define MSG_FIELDS_rt_ok(F, S) F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_rt_start(F, S) F(S, STR, id, RT_ID_MAX)
+/* exec_id "" = the init process; all = every process of the container. */
+#define MSG_FIELDS_rt_kill(F, S)                                                                   \
+    F(S, STR, id, RT_ID_MAX) F(S, STR, exec_id, RT_ID_MAX) F(S, U64, signal, 0) F(S, BOOL, all, 0)
+#define MSG_FIELDS_rt_delete(F, S) F(S, STR, id, RT_ID_MAX) F(S, BOOL, force, 0)
+/* process: an OCI process object (JSON). */
+#define MSG_FIELDS_rt_exec(F, S)                                                                   \
+    F(S, STR, id, RT_ID_MAX)                                                                       \
+    F(S, STR, exec_id, RT_ID_MAX)                                                                  \
+    F(S, JSON, process, AGENT_PROC_MAX)                                                            \
+    F(S, U64, proxy_pid, 0)                                                                        \
+    F(S, BOOL, console, 0)
+#define MSG_FIELDS_rt_pause(F, S)  F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_rt_resume(F, S) F(S, STR, id, RT_ID_MAX)
+/* -> rt.processes (guest pids) */
+#define MSG_FIELDS_rt_ps(F, S)        F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_rt_processes(F, S) F(S, STR, id, RT_ID_MAX) F(S, U64V, pids, 65536)
+/* resources: OCI linux.resources (JSON) */
+#define MSG_FIELDS_rt_update(F, S) F(S, STR, id, RT_ID_MAX) F(S, JSON, resources, AGENT_STORE_MAX)
+/* -> rt.stats: the runc `events --stats` data object (JSON) */
+#define MSG_FIELDS_rt_stats_get(F, S) F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_rt_stats(F, S)     F(S, STR, id, RT_ID_MAX) F(S, JSON, data, AGENT_STORE_MAX)
+/* Answered with rt.exited once the process has exited. */
+#define MSG_FIELDS_rt_wait(F, S) F(S, STR, id, RT_ID_MAX) F(S, STR, exec_id, RT_ID_MAX)
+/* Event and reply: a process exited; status 128+signal when killed. */
+#define MSG_FIELDS_rt_exited(F, S)                                                                 \
+    F(S, STR, id, RT_ID_MAX)                                                                       \
+    F(S, STR, exec_id, RT_ID_MAX)                                                                  \
+    F(S, I64, status, 0)                                                                           \
+    F(S, U64, exited_at_ns, 0)
+/* Event: the container was OOM-killed. */
+#define MSG_FIELDS_rt_oom(F, S) F(S, STR, id, RT_ID_MAX)
+/* Event: container state changed (created, running, paused, stopped). */
+#define MSG_FIELDS_rt_state_changed(F, S) F(S, STR, id, RT_ID_MAX) F(S, STR, state, MSG_SMALL)
+/* The daemon stops its sandbox (VM, resources) and exits. */
+#define MSG_FIELDS_rt_shutdown(F, S) F(S, U64, timeout_ms, 0)
+
+/* ---- hv: the hypervisor actor ("hypervisor") ----------------------------
+ * Boots and stops the sandbox's VM (or, with the local backend, its agent
+ * process).  The agent channel is a unix socket the agent actor connects
+ * to.  -> hv.started */
+#define MSG_FIELDS_hv_start(F, S)                                                                  \
+    F(S, STR, sandbox_id, RT_ID_MAX)                                                               \
+    F(S, STR, dir, MSG_PATH)                                                                       \
+    F(S, U64, vcpus, 0)                                                                            \
+    F(S, U64, memory_mib, 0)                                                                       \
+    F(S, STR, share_dir, MSG_PATH)                                                                 \
+    F(S, STR, share_tag, MSG_SMALL)                                                                \
+    F(S, STR, netns, MSG_PATH)                                                                     \
+    F(S, STR, kernel_params, MSG_PATH)
+#define MSG_FIELDS_hv_started(F, S)                                                                \
+    F(S, U64, pid, 0)                                                                              \
+    F(S, STR, agent_socket, MSG_PATH)                                                              \
+    F(S, STR, console_log, MSG_PATH)                                                               \
+    F(S, STR, backend, MSG_SMALL)                                                                  \
+    F(S, STR, accel, MSG_SMALL)
+#define MSG_FIELDS_hv_stop(F, S)    F(S, U64, timeout_ms, 0)
+#define MSG_FIELDS_hv_stopped(F, S) F(S, I64, status, 0)
+#define MSG_FIELDS_hv_pause(F, S)
+#define MSG_FIELDS_hv_resume(F, S)
+#define MSG_FIELDS_hv_ok(F, S)
+/* kind: share-fs | block | network | vfio | vhost-user */
+#define MSG_FIELDS_hv_add_device(F, S)                                                             \
+    F(S, STR, kind, MSG_SMALL)                                                                     \
+    F(S, STR, id, MSG_SMALL)                                                                       \
+    F(S, STR, path, MSG_PATH)                                                                      \
+    F(S, STR, tag, MSG_SMALL)                                                                      \
+    F(S, BOOL, readonly, 0)                                                                        \
+    F(S, STR, mac, MSG_SMALL)
+#define MSG_FIELDS_hv_remove_device(F, S) F(S, STR, kind, MSG_SMALL) F(S, STR, id, MSG_SMALL)
+/* Event: the VM (or local agent process) is gone. */
+#define MSG_FIELDS_hv_exited(F, S)                                                                 \
+    F(S, STR, sandbox_id, RT_ID_MAX) F(S, U64, pid, 0) F(S, I64, status, 0) F(S, STR, reason, MSG_SMALL)
+
+/* ---- agent.connect: the runtime points the agent actor at the channel ---- */
+#define MSG_FIELDS_agent_connect(F, S) F(S, STR, socket, MSG_PATH) F(S, U64, timeout_ms, 0)
+
+#define MSG_CATALOG_RT_HV(M)                                                                       \
+    M(RT_CREATE, rt_create, "rt.create")                                                           \
+    M(RT_CREATED, rt_created, "rt.created")                                                        \
+    M(RT_OK, rt_ok, "rt.ok")                                                                       \
+    M(RT_START, rt_start, "rt.start")                                                              \
+    M(RT_KILL, rt_kill, "rt.kill")                                                                 \
+    M(RT_DELETE, rt_delete, "rt.delete")                                                           \
+    M(RT_EXEC, rt_exec, "rt.exec")                                                                 \
+    M(RT_PAUSE, rt_pause, "rt.pause")                                                              \
+    M(RT_RESUME, rt_resume, "rt.resume")                                                           \
+    M(RT_PS, rt_ps, "rt.ps")                                                                       \
+    M(RT_PROCESSES, rt_processes, "rt.processes")                                                  \
+    M(RT_UPDATE, rt_update, "rt.update")                                                           \
+    M(RT_STATS_GET, rt_stats_get, "rt.stats_get")                                                  \
+    M(RT_STATS, rt_stats, "rt.stats")                                                              \
+    M(RT_WAIT, rt_wait, "rt.wait")                                                                 \
+    M(RT_EXITED, rt_exited, "rt.exited")                                                           \
+    M(RT_OOM, rt_oom, "rt.oom")                                                                    \
+    M(RT_STATE_CHANGED, rt_state_changed, "rt.state_changed")                                      \
+    M(RT_SHUTDOWN, rt_shutdown, "rt.shutdown")                                                     \
+    M(HV_START, hv_start, "hv.start")                                                              \
+    M(HV_STARTED, hv_started, "hv.started")                                                        \
+    M(HV_STOP, hv_stop, "hv.stop")                                                                 \
+    M(HV_STOPPED, hv_stopped, "hv.stopped")                                                        \
+    M(HV_PAUSE, hv_pause, "hv.pause")                                                              \
+    M(HV_RESUME, hv_resume, "hv.resume")                                                           \
+    M(HV_OK, hv_ok, "hv.ok")                                                                       \
+    M(HV_ADD_DEVICE, hv_add_device, "hv.add_device")                                               \
+    M(HV_REMOVE_DEVICE, hv_remove_device, "hv.remove_device")                                      \
+    M(HV_EXITED, hv_exited, "hv.exited")                                                           \
+    M(AGENT_CONNECT, agent_connect, "agent.connect")
+
 /* M(SYM, sym, "wire.name") */
 #define MSG_CATALOG(M)                                                                             \
     M(BUS_ERROR, bus_error, "bus.error")                                                           \
@@ -278,6 +406,7 @@
     M(AGENT_INTERFACES, agent_interfaces, "agent.interfaces")                                      \
     M(AGENT_LIST_ROUTES, agent_list_routes, "agent.list_routes")                                   \
     M(AGENT_ROUTES, agent_routes, "agent.routes")                                                  \
+    MSG_CATALOG_RT_HV(M)                                                                           \
     M(TEST_ALL, test_all, "test.all")
 
 #endif
