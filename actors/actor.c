@@ -658,7 +658,7 @@ static int setup(actor_t *a, err_t *err)
 static void teardown(actor_t *a)
 {
     cancel_all_pending(a);
-    if (a->init_ran && a->def->fini)
+    if (a->def->fini)
         a->def->fini(a, a->state);
     if (a->registered) {
         msg_t *bye = msg_new(MSG_BUS_BYE);
@@ -739,13 +739,22 @@ int actor_start(const actor_def_t *def, void *state, const actor_opts_t *opts, a
                 err_t *err)
 {
     if (!def || !def->name || !*def->name || strlen(def->name) >= MSG_NAME_MAX ||
-        !strcmp(def->name, "bus") || !strcmp(def->name, "*"))
+        !strcmp(def->name, "bus") || !strcmp(def->name, "*")) {
+        if (def && def->fini)
+            def->fini(NULL, state);
         return err_make(err, EINVAL, "actor: invalid name '%s'", def && def->name ? def->name : "");
-    if (!opts || !opts->endpoint)
+    }
+    if (!opts || !opts->endpoint) {
+        if (def->fini)
+            def->fini(NULL, state);
         return err_make(err, EINVAL, "actor %s: no bus endpoint", def->name);
+    }
     actor_t *a = calloc(1, sizeof *a);
-    if (!a)
+    if (!a) {
+        if (def->fini)
+            def->fini(NULL, state);
         return err_make(err, ENOMEM, "actor: out of memory");
+    }
     a->def = def;
     a->state = state;
     a->stop_fd = -1;
@@ -758,6 +767,8 @@ int actor_start(const actor_def_t *def, void *state, const actor_opts_t *opts, a
     pthread_cond_init(&a->cv, NULL);
     int rc = pthread_create(&a->thread, NULL, actor_main, a);
     if (rc) {
+        if (def->fini)
+            def->fini(NULL, state);
         pthread_mutex_destroy(&a->mu);
         pthread_cond_destroy(&a->cv);
         free(a);

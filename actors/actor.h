@@ -47,7 +47,9 @@ typedef struct actor_def {
     const char *const *subscribe;     /* event type prefixes, NULL-terminated; may be NULL */
     /* On the actor's thread before it is announced ready; < 0 fails start. */
     int (*init)(actor_t *a, void *state, err_t *err);
-    /* On the actor's thread when it stops (also after a failed init). */
+    /* Exactly once for every actor_start() call, whatever happened: on the
+     * actor's thread when it stops or fails to start (a is NULL only when
+     * the thread could not even be created).  The place to free state. */
     void (*fini)(actor_t *a, void *state);
 } actor_def_t;
 

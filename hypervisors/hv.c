@@ -16,6 +16,7 @@
 /* The registry: a new backend is one line here. */
 static const struct hv_ops *const backends[] = {
     &hv_qemu_ops,
+    &hv_local_ops,
     &hv_fake_ops,
     NULL,
 };

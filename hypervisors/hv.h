@@ -210,6 +210,7 @@ struct hv_ops {
 
 /* Registry. */
 extern const struct hv_ops hv_qemu_ops;
+extern const struct hv_ops hv_local_ops;
 extern const struct hv_ops hv_fake_ops;
 /* The backend called `name`, or NULL. */
 const struct hv_ops *hv_ops_by_name(const char *name);

@@ -1,0 +1,314 @@
+/* local: the no-VM backend.
+ *
+ * Runs husk-agent as a host process in fresh namespaces (mount, pid, ipc,
+ * uts, and net unless a network namespace is given) instead of inside a
+ * VM.  It gives container isolation only — no VM boundary — and says so
+ * when it starts.  It exists so that every layer above can be exercised in
+ * milliseconds and used on hosts without virtualization.
+ *
+ * The agent channel has the same shape as qemu's: a unix socket at
+ * <sandbox dir>/agent.sock, listening, handed to the agent as fd 3
+ * (`husk-agent --channel-fd 3 --root <sandbox dir>/agent`); the agent
+ * actor connects to it.  The agent's death is seen through a pidfd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "hypervisors/hv-internal.h"
+
+#define LOCAL_CHANNEL_FD 3
+
+enum lstate { L_NEW = 0, L_RUNNING, L_STOPPING, L_EXITED };
+
+struct local {
+    hv_t *hv;
+    enum lstate state;
+    pid_t pid;
+    int pidfd;
+    struct event *pid_ev;
+    struct event *kill_timer;
+    bool stop_requested;
+    hv_done_fn stop_done;
+    void *stop_arg;
+    char *agent_path; /* listening socket */
+    char *root;       /* the agent's state dir */
+    char *log_path;   /* the agent's stderr */
+    char *netns;      /* join this netns instead of a new one (optional) */
+};
+
+static struct local *L(hv_t *hv)
+{
+    return hv->priv;
+}
+
+static int lo_create(hv_t *hv, const struct hv_config *cfg, err_t *err)
+{
+    struct local *lo = calloc(1, sizeof *lo);
+    if (!lo)
+        return err_make(err, ENOMEM, "local: out of memory");
+    lo->hv = hv;
+    lo->pid = -1;
+    lo->pidfd = -1;
+    hv->priv = lo;
+    if (!cfg->sandbox_dir || cfg->sandbox_dir[0] != '/')
+        return err_make(err, EINVAL, "local: sandbox dir must be an absolute path");
+    if (!cfg->binary || cfg->binary[0] != '/')
+        return err_make(err, EINVAL, "local: the husk-agent binary must be an absolute path");
+    if (hv->cfg.stop_timeout_ms <= 0)
+        hv->cfg.stop_timeout_ms = 3000;
+    const char *d = cfg->sandbox_dir;
+    if (asprintf(&lo->agent_path, "%s/agent.sock", d) < 0 ||
+        asprintf(&lo->root, "%s/agent", d) < 0 || asprintf(&lo->log_path, "%s/agent.log", d) < 0)
+        return err_make(err, ENOMEM, "local: out of memory");
+    struct sockaddr_un sa;
+    if (strlen(lo->agent_path) >= sizeof sa.sun_path)
+        return err_make(err, ENAMETOOLONG, "local: sandbox dir `%s` too long for a unix socket",
+                        d);
+    /* the netns to join travels as a kernel parameter-like extra arg */
+    for (const char *const *a = cfg->extra_args; a && *a; a++)
+        if (!strncmp(*a, "netns=", 6) && !(lo->netns = strdup(*a + 6)))
+            return err_make(err, ENOMEM, "local: out of memory");
+    return 0;
+}
+
+static void lo_destroy(hv_t *hv)
+{
+    struct local *lo = L(hv);
+    if (!lo)
+        return;
+    if (lo->pid_ev)
+        event_free(lo->pid_ev);
+    if (lo->kill_timer)
+        event_free(lo->kill_timer);
+    if (lo->pidfd >= 0) {
+        syscall(SYS_pidfd_send_signal, lo->pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        while (waitid(P_PIDFD, lo->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+            ;
+        close(lo->pidfd);
+    }
+    if (lo->agent_path)
+        unlink(lo->agent_path);
+    free(lo->agent_path);
+    free(lo->root);
+    free(lo->log_path);
+    free(lo->netns);
+    free(lo);
+    hv->priv = NULL;
+}
+
+static int lo_prepare(hv_t *hv, err_t *err)
+{
+    struct local *lo = L(hv);
+    if (access(hv->cfg.binary, X_OK) < 0)
+        return err_errno(err, "local: husk-agent `%s`", hv->cfg.binary);
+    if (mkdir(lo->root, 0700) < 0 && errno != EEXIST)
+        return err_errno(err, "local: mkdir %s", lo->root);
+    return 0;
+}
+
+static void on_pid_exit(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *lo = arg;
+    hv_t *hv = lo->hv;
+    hv_enter(hv);
+    siginfo_t si = {0};
+    int r;
+    while ((r = waitid(P_PIDFD, lo->pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (r == 0 && si.si_pid == 0)
+        goto out;
+    event_del(lo->pid_ev);
+    event_del(lo->kill_timer);
+    close(lo->pidfd);
+    lo->pidfd = -1;
+    unlink(lo->agent_path);
+    lo->state = L_EXITED;
+    bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+    char why[256];
+    snprintf(why, sizeof why, "husk-agent pid %d %s %d", (int)lo->pid,
+             sig ? "killed by signal" : "exited with status", si.si_status);
+    if (lo->stop_done) {
+        hv_done_fn done = lo->stop_done;
+        lo->stop_done = NULL;
+        hv_done(hv, done, lo->stop_arg, 0, NULL);
+    }
+    if (!hv->doomed) {
+        struct hv_event ev = {.kind = HV_EV_EXITED,
+                              .name = "EXITED",
+                              .wait_status = si.si_status,
+                              .exited_by_signal = sig,
+                              .expected = lo->stop_requested,
+                              .reason = why};
+        hv_emit(hv, &ev);
+    }
+out:
+    hv_leave(hv);
+}
+
+static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct local *lo = arg;
+    if (lo->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, lo->pidfd, SIGKILL, NULL, 0);
+}
+
+struct child_args {
+    struct local *lo;
+    int listen_fd, log_fd;
+    pid_t parent;
+    const char *binary;
+};
+
+/* The agent, pid 1 of its new pid namespace, between clone and exec: no
+ * allocation, never exit(). */
+static int child(void *arg)
+{
+    struct child_args *c = arg;
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            signal(s, SIG_DFL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        _exit(126);
+    setsid();
+    if (c->lo->netns) {
+        int nfd = open(c->lo->netns, O_RDONLY | O_CLOEXEC);
+        if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
+            _exit(125);
+    }
+    /* nothing of ours propagates back to the host mount tree; a /proc
+     * that shows this pid namespace */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        _exit(122);
+    int l = fcntl(c->listen_fd, F_DUPFD, 10), g = fcntl(c->log_fd, F_DUPFD, 10);
+    int n = open("/dev/null", O_RDWR);
+    if (l < 0 || g < 0 || n < 0 || dup2(n, 0) < 0 || dup2(g, 1) < 0 || dup2(g, 2) < 0 ||
+        dup2(l, LOCAL_CHANNEL_FD) < 0)
+        _exit(121);
+    syscall(SYS_close_range, LOCAL_CHANNEL_FD + 1, ~0U, 0);
+    char *argv[] = {(char *)c->binary, "--channel-fd", "3", "--root", c->lo->root, NULL};
+    execv(c->binary, argv);
+    _exit(127);
+}
+
+static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
+{
+    struct local *lo = L(hv);
+    if (lo->state != L_NEW)
+        return err_make(err, EALREADY, "local: already started");
+    int r = lo_prepare(hv, err);
+    if (r < 0)
+        return r;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", lo->agent_path);
+    unlink(lo->agent_path);
+    _cleanup_close_ int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0)
+        return err_errno(err, "local: socket");
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || chmod(lo->agent_path, 0600) < 0 ||
+        listen(lfd, 4) < 0)
+        return err_errno(err, "local: listen on %s", lo->agent_path);
+    _cleanup_close_ int log_fd =
+        open(lo->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (log_fd < 0)
+        return err_errno(err, "local: open %s", lo->log_path);
+    struct child_args ca = {lo, lfd, log_fd, getpid(), hv->cfg.binary};
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | SIGCHLD;
+    if (!lo->netns)
+        flags |= CLONE_NEWNET;
+    size_t stack_size = 256 * 1024;
+    _cleanup_free_ char *stack = malloc(stack_size);
+    if (!stack)
+        return err_make(err, ENOMEM, "local: out of memory");
+    pid_t pid = clone(child, stack + stack_size, flags, &ca);
+    if (pid < 0)
+        return err_errno(err, "local: clone husk-agent in new namespaces");
+    lo->pid = pid;
+    lo->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (lo->pidfd < 0) {
+        r = err_errno(err, "local: pidfd_open %d", (int)pid);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return r;
+    }
+    lo->pid_ev = event_new(hv->base, lo->pidfd, EV_READ | EV_PERSIST, on_pid_exit, lo);
+    lo->kill_timer = evtimer_new(hv->base, on_kill_timer, lo);
+    if (!lo->pid_ev || !lo->kill_timer || event_add(lo->pid_ev, NULL) < 0)
+        return err_make(err, ENOMEM, "local: out of memory");
+    lo->state = L_RUNNING;
+    log_info("local backend: husk-agent pid %d in new namespaces; container isolation only, "
+             "no VM",
+             (int)pid);
+    /* the socket listens already: the agent actor can connect right away */
+    hv_done(hv, done, arg, 0, NULL);
+    if (!hv->doomed) {
+        struct hv_event ev = {.kind = HV_EV_READY, .name = "READY"};
+        hv_emit(hv, &ev);
+    }
+    return 0;
+}
+
+static int lo_stop(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
+{
+    struct local *lo = L(hv);
+    if (lo->state != L_RUNNING)
+        return err_make(err, ESRCH, "local: not running");
+    lo->stop_requested = true;
+    lo->stop_done = done;
+    lo->stop_arg = arg;
+    lo->state = L_STOPPING;
+    int t = hv->cfg.stop_timeout_ms;
+    struct timeval tv = {t / 1000, (t % 1000) * 1000};
+    evtimer_add(lo->kill_timer, &tv);
+    syscall(SYS_pidfd_send_signal, lo->pidfd, SIGTERM, NULL, 0);
+    return 0;
+}
+
+static int lo_pids(hv_t *hv, pid_t *pids, size_t max, size_t *n, err_t *err)
+{
+    struct local *lo = L(hv);
+    *n = 0;
+    if (lo->pidfd < 0)
+        return 0;
+    if (max > 0)
+        pids[0] = lo->pid;
+    *n = 1;
+    return 0;
+}
+
+static const char *lo_agent_socket(hv_t *hv)
+{
+    return L(hv)->agent_path;
+}
+
+const struct hv_ops hv_local_ops = {
+    .name = "local",
+    .caps = HV_CAP_SHARE_FS_9P, /* the "share" is the host directory itself */
+    .create = lo_create,
+    .destroy = lo_destroy,
+    .prepare = lo_prepare,
+    .start = lo_start,
+    .stop = lo_stop,
+    .pids = lo_pids,
+    .agent_socket = lo_agent_socket,
+};
