@@ -28,7 +28,12 @@ struct hv_qemu_argv_in {
     enum hv_accel accel;     /* KVM or TCG (already resolved) */
     const char *console_log; /* serial console log file */
     const char *slot_dir;    /* 9p hotplug slots: <slot_dir>/<n> and <n>ro */
+    unsigned tsc_khz;        /* host TSC kHz for tsc_early_khz= (x86), 0: omit */
 };
+
+/* The host TSC frequency in kHz from a cpuinfo file ("cpu MHz"), 0 if
+ * unknown. */
+unsigned hv_qemu_host_tsc_khz(const char *cpuinfo);
 
 /* Per-architecture parts: machine, cpu, kernel parameters, buses. */
 struct hv_qemu_arch {

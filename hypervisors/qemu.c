@@ -163,8 +163,11 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
         const char *base = cfg->arch == HV_ARCH_AARCH64 ? hv_qemu_base_params_arm64(cfg)
                                                         : hv_qemu_base_params_x86(cfg);
         const char *extra = cfg->kernel_params ? cfg->kernel_params : "";
+        char tsc[40] = "";
+        if (in->tsc_khz && cfg->arch == HV_ARCH_X86_64)
+            snprintf(tsc, sizeof(tsc), " tsc_early_khz=%u", in->tsc_khz);
         hv_qemu_strv_add(&s, "-append");
-        hv_qemu_strv_addf(&s, "%s%s%s%s", base, cfg->debug_console ? "" : " quiet",
+        hv_qemu_strv_addf(&s, "%s%s%s%s%s", base, tsc, cfg->debug_console ? "" : " quiet",
                           *extra ? " " : "", extra);
     }
     /* QMP and agent: listening sockets inherited as fds. */
@@ -400,6 +403,24 @@ static char *find_in_path(const char *name)
     return NULL;
 }
 
+unsigned hv_qemu_host_tsc_khz(const char *cpuinfo)
+{
+    FILE *f = fopen(cpuinfo ? cpuinfo : "/proc/cpuinfo", "re");
+    if (!f)
+        return 0;
+    char line[256];
+    double mhz = 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "cpu MHz", 7)) {
+            char *colon = strchr(line, ':');
+            if (colon)
+                mhz = strtod(colon + 1, NULL);
+            break;
+        }
+    fclose(f);
+    return mhz > 0 && mhz < 100000 ? (unsigned)(mhz * 1000) : 0;
+}
+
 static int qm_prepare(hv_t *hv, err_t *err)
 {
     struct qemu *qm = Q(hv);
@@ -449,6 +470,7 @@ static int qm_prepare(hv_t *hv, err_t *err)
         .accel = qm->accel,
         .console_log = qm->console_path,
         .slot_dir = qm->slot_dir,
+        .tsc_khz = qm->accel == HV_ACCEL_TCG ? hv_qemu_host_tsc_khz(NULL) : 0,
     };
     r = hv_qemu_build_argv(&in, &qm->argv, err);
     if (r < 0)

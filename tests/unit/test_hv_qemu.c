@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -107,7 +108,29 @@ static void test_hv_qemu_q35_tcg_has_hardening_and_channels(void **s)
     assert_non_null(strstr(a[i + 1], "cryptomgr.notests"));
     assert_non_null(strstr(a[i + 1], "tsc=reliable"));
     assert_non_null(strstr(a[i + 1], " quiet"));
+    assert_non_null(strstr(a[i + 1], "initcall_blacklist=crypto_kdf108_init"));
+    assert_null(strstr(a[i + 1], "tsc_early_khz"));
     hv_qemu_strv_free(&a);
+}
+
+static void test_hv_qemu_tsc_khz_appended_when_known(void **s)
+{
+    struct hv_config c;
+    base_cfg(&c);
+    c.machine = "microvm";
+    struct hv_qemu_argv_in in = {.cfg = &c, .accel = HV_ACCEL_TCG, .console_log = "/c",
+                                 .slot_dir = "/s", .tsc_khz = 2600000};
+    char **a = NULL;
+    assert_int_equal(hv_qemu_build_argv(&in, &a, NULL), 0);
+    int i = find_opt(a, "-append", NULL);
+    assert_non_null(strstr(a[i + 1], " tsc_early_khz=2600000"));
+    hv_qemu_strv_free(&a);
+    FILE *f = fopen("/tmp/test_hv_qemu.cpuinfo", "w");
+    fputs("processor\t: 0\ncpu MHz\t\t: 2593.906\n", f);
+    fclose(f);
+    assert_int_equal(hv_qemu_host_tsc_khz("/tmp/test_hv_qemu.cpuinfo"), 2593906);
+    unlink("/tmp/test_hv_qemu.cpuinfo");
+    assert_int_equal(hv_qemu_host_tsc_khz("/nonexistent"), 0);
 }
 
 static void test_hv_qemu_kvm_uses_host_cpu(void **s)
@@ -265,6 +288,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hv_qemu_q35_tcg_has_hardening_and_channels),
         cmocka_unit_test(test_hv_qemu_kvm_uses_host_cpu),
+        cmocka_unit_test(test_hv_qemu_tsc_khz_appended_when_known),
         cmocka_unit_test(test_hv_qemu_pc_has_no_root_ports),
         cmocka_unit_test(test_hv_qemu_microvm_uses_mmio_and_no_slots),
         cmocka_unit_test(test_hv_qemu_paused_debug_and_params),
