@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,38 @@ int svc_ttrpc_pack(const ProtobufCMessage *m, uint8_t **buf, size_t *len, err_t 
     return 0;
 }
 
+/* protobuf-c accepts field number 0 when its tag is a non-minimal varint
+ * (`85 00`), keeps it as an unknown field and re-emits it minimal (`05`),
+ * which protobuf-c and Go then reject: a decoded Mount copied into an event
+ * would get the event refused by containerd.  Field 0 is invalid protobuf;
+ * refuse it anywhere in the tree, as Go does.  Depth is bounded by the
+ * schema (no recursive types). */
+static bool has_field_zero(const ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *member = (const char *)m + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)member;
+            for (size_t j = 0; j < n; j++)
+                if (arr[j] && has_field_zero(arr[j]))
+                    return true;
+        } else {
+            const ProtobufCMessage *sub = *(ProtobufCMessage *const *)member;
+            if (sub && has_field_zero(sub))
+                return true;
+        }
+    }
+    return false;
+}
+
 int svc_ttrpc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
                      ProtobufCMessage **out, err_t *err)
 {
@@ -67,6 +100,10 @@ int svc_ttrpc_unpack(const ProtobufCMessageDescriptor *d, const uint8_t *buf, si
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf ? buf : none);
     if (!m)
         return err_make(err, EBADMSG, "decode %s: malformed message (%zu bytes)", d->name, len);
+    if (has_field_zero(m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return err_make(err, EBADMSG, "decode %s: invalid field number 0", d->name);
+    }
     *out = m;
     return 0;
 }

@@ -223,6 +223,21 @@ static void test_svc_ttrpc_task_garbage_rejected(void **state)
             err_clear(&err);
         }
     }
+    /* Field number 0 hidden in a non-minimal tag (found by fuzz_ttrpc):
+     * protobuf-c alone accepts it, then cannot re-read what it re-encodes. */
+    static const uint8_t zero_top[] = {0x85, 0x00, 0x0a, 0x00, 0xb3, 0x00};
+    static const uint8_t zero_nested[] = {0x1a, 0x06, 0x85, 0x00, 0x0a, 0x00, 0xb3, 0x00};
+    for (int i = 0; i < 2; i++) {
+        ProtobufCMessage *z = NULL;
+        err_t zerr = ERR_INIT;
+        assert_int_equal(svc_ttrpc_unpack(&containerd__task__v2__create_task_request__descriptor,
+                                          i ? zero_nested : zero_top,
+                                          i ? sizeof(zero_nested) : sizeof(zero_top), &z, &zerr),
+                         -EBADMSG);
+        assert_non_null(strstr(err_str(&zerr), "field number 0"));
+        assert_null(z);
+        err_clear(&zerr);
+    }
     /* The first three are malformed whatever the type. */
     ProtobufCMessage *m = NULL;
     err_t err = ERR_INIT;
