@@ -23,8 +23,8 @@ struct key {
     const char *name;
     enum kind kind;
     size_t off;
-    unsigned min, max;           /* K_UINT */
-    const char *const *choices;  /* K_CHOICE */
+    unsigned min, max;          /* K_UINT */
+    const char *const *choices; /* K_CHOICE */
 };
 
 static const char *const backends[] = {"qemu", "local", NULL};
@@ -148,8 +148,7 @@ static int set_string(char **field, const char *v)
     return 0;
 }
 
-static int set_value(cfg_t *cfg, const struct key *k, const char *v, const char *where,
-                     err_t *err)
+static int set_value(cfg_t *cfg, const struct key *k, const char *v, const char *where, err_t *err)
 {
     void *field = (char *)cfg + k->off;
     switch (k->kind) {
@@ -169,20 +168,19 @@ static int set_value(cfg_t *cfg, const struct key *k, const char *v, const char 
         if (errno || *end)
             return err_make(err, EINVAL, "%s: key `%s`: `%s` is not a number", where, k->name, v);
         if (n < k->min || n > k->max)
-            return err_make(err, ERANGE, "%s: key `%s`: %lu is outside %u..%u", where, k->name,
-                            n, k->min, k->max);
+            return err_make(err, ERANGE, "%s: key `%s`: %lu is outside %u..%u", where, k->name, n,
+                            k->min, k->max);
         *(unsigned *)field = (unsigned)n;
         return 0;
     }
     case K_BOOL:
         if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on") || !strcmp(v, "1"))
             *(bool *)field = true;
-        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") ||
-                 !strcmp(v, "0"))
+        else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off") || !strcmp(v, "0"))
             *(bool *)field = false;
         else
-            return err_make(err, EINVAL, "%s: key `%s`: `%s` is not a boolean (true|false)",
-                            where, k->name, v);
+            return err_make(err, EINVAL, "%s: key `%s`: `%s` is not a boolean (true|false)", where,
+                            k->name, v);
         return 0;
     case K_LEVEL: {
         int l = log_level_parse(v);

@@ -33,16 +33,19 @@ typedef struct cfg {
     unsigned memory_mib; /* memory_mib = 512 */
     bool debug_console;  /* debug_console = false */
     /* [qemu] */
-    char *qemu_binary; /* binary = qemu-system-x86_64 (host arch) */
-    char *machine;     /* machine = q35 (x86_64: q35|pc|microvm; aarch64: virt) */
-    char *accel;       /* accel = auto | kvm | tcg */
-    unsigned fs_slots; /* fs_slots = 4 (hot-pluggable 9p shares) */
+    char *qemu_binary;  /* binary = qemu-system-x86_64 (host arch) */
+    char *machine;      /* machine = q35 (x86_64: q35|pc|microvm; aarch64: virt) */
+    char *accel;        /* accel = auto | kvm | tcg */
+    unsigned fs_slots;  /* fs_slots = 4 (hot-pluggable 9p shares) */
     unsigned pci_slots; /* pci_slots = 4 (q35 hotplug root ports) */
 } cfg_t;
 
 /* Where guest images are looked for, in order: <exe dir>/../guest/, then
  * these install directories. */
-#define CFG_GUEST_DIRS {"/usr/local/share/husk/guest", "/usr/share/husk/guest", NULL}
+#define CFG_GUEST_DIRS                                                                             \
+    {                                                                                              \
+        "/usr/local/share/husk/guest", "/usr/share/husk/guest", NULL                               \
+    }
 
 /* Full resolution as described above.  explicit_path may be NULL.  Caller
  * owns *out and must cfg_destroy() it. */

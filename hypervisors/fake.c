@@ -8,12 +8,24 @@
 
 #include "hypervisors/hv-internal.h"
 
-enum { OP_PREPARE = 0, OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_ADD, OP_REMOVE, OP_VCPUS,
-       OP_MEMORY, OP_SAVE, OP_RESTORE, N_OPS };
+enum {
+    OP_PREPARE = 0,
+    OP_START,
+    OP_STOP,
+    OP_PAUSE,
+    OP_RESUME,
+    OP_ADD,
+    OP_REMOVE,
+    OP_VCPUS,
+    OP_MEMORY,
+    OP_SAVE,
+    OP_RESTORE,
+    N_OPS
+};
 
-static const char *const op_names[N_OPS] = {"prepare", "start", "stop", "pause",
-                                            "resume", "add_device", "remove_device",
-                                            "resize_vcpus", "resize_memory", "save", "restore"};
+static const char *const op_names[N_OPS] = {
+    "prepare",       "start",        "stop",          "pause", "resume", "add_device",
+    "remove_device", "resize_vcpus", "resize_memory", "save",  "restore"};
 
 struct completion {
     struct completion *next;
@@ -236,8 +248,7 @@ static int fk_pids(hv_t *hv, pid_t *pids, size_t max, size_t *n, err_t *err)
 const struct hv_ops hv_fake_ops = {
     .name = "fake",
     .caps = HV_CAP_PAUSE | HV_CAP_SHARE_FS_9P | HV_CAP_HOTPLUG_FS | HV_CAP_HOTPLUG_BLOCK |
-            HV_CAP_HOTPLUG_NET | HV_CAP_HOTPLUG_VCPU | HV_CAP_HOTPLUG_MEMORY |
-            HV_CAP_SAVE_RESTORE,
+            HV_CAP_HOTPLUG_NET | HV_CAP_HOTPLUG_VCPU | HV_CAP_HOTPLUG_MEMORY | HV_CAP_SAVE_RESTORE,
     .create = fk_create,
     .destroy = fk_destroy,
     .prepare = fk_prepare,

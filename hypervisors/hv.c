@@ -120,8 +120,8 @@ int hv_check_id(const char *what, const char *id, err_t *err)
         return err_make(err, EINVAL, "%s `%.40s`: id longer than 31 characters", what, id);
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)id[i]) && id[i] != '_' && id[i] != '-' && id[i] != '.')
-            return err_make(err, EINVAL, "%s `%s`: id has a character outside [A-Za-z0-9_.-]",
-                            what, id);
+            return err_make(err, EINVAL, "%s `%s`: id has a character outside [A-Za-z0-9_.-]", what,
+                            id);
     return 0;
 }
 
@@ -336,8 +336,7 @@ int hv_add_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *
                                : NOTSUP(hv, "add_device");
 }
 
-int hv_remove_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *arg,
-                     err_t *err)
+int hv_remove_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *arg, err_t *err)
 {
     if (!dev)
         return err_make(err, EINVAL, "%s: remove_device: no device", hv->ops->name);

@@ -77,18 +77,18 @@ struct hv_config {
     const char *kernel_params; /* appended after husk's own parameters */
     const char *machine;       /* q35 | pc | microvm (x86_64), virt (aarch64) */
     enum hv_arch arch;
-    enum hv_accel accel;    /* AUTO: hv_accel_detect() decides */
-    unsigned vcpus;         /* boot vCPUs (>= 1) */
-    unsigned max_vcpus;     /* 0: same as vcpus */
-    unsigned memory_mib;    /* boot memory */
-    bool debug_console;     /* verbose kernel console (else `quiet`) */
-    bool start_paused;      /* leave the vCPUs stopped (qemu -S) */
+    enum hv_accel accel;           /* AUTO: hv_accel_detect() decides */
+    unsigned vcpus;                /* boot vCPUs (>= 1) */
+    unsigned max_vcpus;            /* 0: same as vcpus */
+    unsigned memory_mib;           /* boot memory */
+    bool debug_console;            /* verbose kernel console (else `quiet`) */
+    bool start_paused;             /* leave the vCPUs stopped (qemu -S) */
     const struct hv_share *shares; /* cold-plugged 9p shares */
     size_t n_shares;
-    unsigned fs_slots;      /* pre-declared 9p slots for hot-plugged shares */
-    unsigned pci_slots;     /* pcie-root-ports for hotplug (q35) */
-    int stop_timeout_ms;    /* QMP quit -> SIGKILL deadline; 0: 3000 */
-    int qmp_timeout_ms;     /* per QMP command deadline; 0: 5000 */
+    unsigned fs_slots;             /* pre-declared 9p slots for hot-plugged shares */
+    unsigned pci_slots;            /* pcie-root-ports for hotplug (q35) */
+    int stop_timeout_ms;           /* QMP quit -> SIGKILL deadline; 0: 3000 */
+    int qmp_timeout_ms;            /* per QMP command deadline; 0: 5000 */
     const char *const *extra_args; /* NULL-terminated, appended verbatim */
     /* Acceleration probe paths (tests); NULL: the real ones. */
     const struct hv_accel_probe *accel_probe;
@@ -239,8 +239,7 @@ int hv_stop(hv_t *hv, hv_done_fn done, void *arg, err_t *err);
 int hv_pause(hv_t *hv, hv_done_fn done, void *arg, err_t *err);
 int hv_resume(hv_t *hv, hv_done_fn done, void *arg, err_t *err);
 int hv_add_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *arg, err_t *err);
-int hv_remove_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *arg,
-                     err_t *err);
+int hv_remove_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done, void *arg, err_t *err);
 int hv_resize_vcpus(hv_t *hv, unsigned vcpus, hv_done_fn done, void *arg, err_t *err);
 int hv_resize_memory(hv_t *hv, unsigned memory_mib, hv_done_fn done, void *arg, err_t *err);
 int hv_save(hv_t *hv, const char *path, hv_done_fn done, void *arg, err_t *err);

@@ -78,8 +78,7 @@ static int lo_create(hv_t *hv, const struct hv_config *cfg, err_t *err)
         return err_make(err, ENOMEM, "local: out of memory");
     struct sockaddr_un sa;
     if (strlen(lo->agent_path) >= sizeof sa.sun_path)
-        return err_make(err, ENAMETOOLONG, "local: sandbox dir `%s` too long for a unix socket",
-                        d);
+        return err_make(err, ENAMETOOLONG, "local: sandbox dir `%s` too long for a unix socket", d);
     /* the netns to join travels as a kernel parameter-like extra arg */
     for (const char *const *a = cfg->extra_args; a && *a; a++)
         if (!strncmp(*a, "netns=", 6) && !(lo->netns = strdup(*a + 6)))

@@ -37,10 +37,10 @@ unsigned hv_qemu_host_tsc_khz(const char *cpuinfo);
 
 /* Per-architecture parts: machine, cpu, kernel parameters, buses. */
 struct hv_qemu_arch {
-    const char *console_dev;   /* kernel console device, "ttyS0" */
-    const char *pci_suffix;    /* "-pci" or "-device" (virtio-mmio) */
-    bool hotplug;              /* PCI hotplug available */
-    bool root_ports;           /* hotplug needs pcie-root-ports rp<N> */
+    const char *console_dev; /* kernel console device, "ttyS0" */
+    const char *pci_suffix;  /* "-pci" or "-device" (virtio-mmio) */
+    bool hotplug;            /* PCI hotplug available */
+    bool root_ports;         /* hotplug needs pcie-root-ports rp<N> */
 };
 
 /* Fills `a` for the machine type, or fails with EINVAL naming it. */

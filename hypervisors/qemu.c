@@ -38,7 +38,7 @@
 #include "hypervisors/qemu-internal.h"
 #include "hypervisors/qmp.h"
 
-#define MAX_FS_SLOTS 32
+#define MAX_FS_SLOTS  32
 #define MAX_PCI_SLOTS 32
 
 /* ---- argv vector ---- */
@@ -115,8 +115,7 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
     if (r < 0)
         return r;
     if (cfg->vcpus < 1 || (cfg->max_vcpus && cfg->max_vcpus < cfg->vcpus))
-        return err_make(err, EINVAL, "qemu: vcpus %u / max %u invalid", cfg->vcpus,
-                        cfg->max_vcpus);
+        return err_make(err, EINVAL, "qemu: vcpus %u / max %u invalid", cfg->vcpus, cfg->max_vcpus);
     if (cfg->memory_mib < 16)
         return err_make(err, EINVAL, "qemu: memory %u MiB is too small", cfg->memory_mib);
     if (cfg->fs_slots > MAX_FS_SLOTS || cfg->pci_slots > MAX_PCI_SLOTS)
@@ -203,8 +202,9 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
             hv_qemu_strv_addf(&s, "local,id=fsslot%u,path=%s/%u,security_model=none", i,
                               in->slot_dir, i);
             hv_qemu_strv_add(&s, "-fsdev");
-            hv_qemu_strv_addf(&s, "local,id=fsslot%uro,path=%s/%uro,security_model=none,readonly=on",
-                              i, in->slot_dir, i);
+            hv_qemu_strv_addf(&s,
+                              "local,id=fsslot%uro,path=%s/%uro,security_model=none,readonly=on", i,
+                              in->slot_dir, i);
         }
     for (size_t i = 0; cfg->extra_args && cfg->extra_args[i]; i++)
         hv_qemu_strv_add(&s, cfg->extra_args[i]);
@@ -277,8 +277,8 @@ static int qm_create(hv_t *hv, const struct hv_config *cfg, err_t *err)
     if (!cfg->sandbox_dir || cfg->sandbox_dir[0] != '/')
         return err_make(err, EINVAL, "qemu: sandbox dir must be an absolute path");
     if (!hv->cfg.binary) {
-        hv->cfg.binary = strdup(cfg->arch == HV_ARCH_AARCH64 ? "qemu-system-aarch64"
-                                                             : "qemu-system-x86_64");
+        hv->cfg.binary =
+            strdup(cfg->arch == HV_ARCH_AARCH64 ? "qemu-system-aarch64" : "qemu-system-x86_64");
         if (!hv->cfg.binary)
             return err_make(err, ENOMEM, "qemu: out of memory");
     }
@@ -302,8 +302,7 @@ static int qm_create(hv_t *hv, const struct hv_config *cfg, err_t *err)
         return err_make(err, ENOMEM, "qemu: out of memory");
     struct sockaddr_un sa;
     if (strlen(qm->agent_path) >= sizeof(sa.sun_path))
-        return err_make(err, ENAMETOOLONG, "qemu: sandbox dir `%s` too long for a unix socket",
-                        d);
+        return err_make(err, ENAMETOOLONG, "qemu: sandbox dir `%s` too long for a unix socket", d);
     return 0;
 }
 
@@ -446,11 +445,10 @@ static int qm_prepare(hv_t *hv, err_t *err)
     } else if (access(cfg->binary, X_OK) < 0) {
         return err_errno(err, "qemu: binary %s", cfg->binary);
     }
-    qm->accel = hv_accel_detect(cfg->accel, cfg->accel_probe, qm->accel_reason,
-                                sizeof(qm->accel_reason));
+    qm->accel =
+        hv_accel_detect(cfg->accel, cfg->accel_probe, qm->accel_reason, sizeof(qm->accel_reason));
     /* The one info line of this layer: the choice matters to every user. */
-    log_info("hypervisor qemu accel=%s reason=\"%s\"", hv_accel_name(qm->accel),
-             qm->accel_reason);
+    log_info("hypervisor qemu accel=%s reason=\"%s\"", hv_accel_name(qm->accel), qm->accel_reason);
     if (qm->arch.hotplug && cfg->fs_slots) {
         if ((mkdir(qm->slot_dir, 0700) < 0 && errno != EEXIST) ||
             (mkdir(qm->empty_dir, 0500) < 0 && errno != EEXIST))
@@ -881,7 +879,7 @@ struct add_op {
     struct qdev *dev; /* not yet linked into qm->devs */
     hv_done_fn done;
     void *arg;
-    json_t *device_args; /* second step (device_add) */
+    json_t *device_args;  /* second step (device_add) */
     char backend_del[16]; /* undo command for step one, e.g. "blockdev-del" */
     char backend_id[40];
 };
@@ -923,8 +921,8 @@ static void on_device_added(hv_qmp_t *q, void *arg, json_t *ret, const err_t *er
             json_t *a = json_object();
             json_object_set_new(a, !strcmp(op->backend_del, "netdev_del") ? "id" : "node-name",
                                 json_string(op->backend_id));
-            hv_qmp_command(qm->qmp, op->backend_del, a, hv->cfg.qmp_timeout_ms, on_undo_reply,
-                           NULL, &e);
+            hv_qmp_command(qm->qmp, op->backend_del, a, hv->cfg.qmp_timeout_ms, on_undo_reply, NULL,
+                           &e);
             err_clear(&e);
         }
         err_t e = ERR_INIT;
@@ -989,8 +987,7 @@ static int qm_add_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done,
     if (find_dev(qm, dev->id))
         return err_make(err, EEXIST, "qemu: device `%s` already present", dev->id);
     if (!qm->arch.hotplug)
-        return err_make(err, EOPNOTSUPP, "qemu: machine `%s` has no hotplug bus",
-                        hv->cfg.machine);
+        return err_make(err, EOPNOTSUPP, "qemu: machine `%s` has no hotplug bus", hv->cfg.machine);
     struct add_op *op = calloc(1, sizeof(*op));
     struct qdev *d = calloc(1, sizeof(*d));
     json_t *da = json_object();
@@ -1060,10 +1057,10 @@ static int qm_add_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done,
             goto fail;
         }
         snprintf(op->backend_id, sizeof(op->backend_id), "drive-%s", dev->id);
-        backend = json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", fmt, "node-name",
-                            op->backend_id, "read-only", dev->u.block.readonly, "file", "driver",
-                            S_ISBLK(st.st_mode) ? "host_device" : "file", "filename",
-                            dev->u.block.path);
+        backend =
+            json_pack("{s:s, s:s, s:b, s:{s:s, s:s}}", "driver", fmt, "node-name", op->backend_id,
+                      "read-only", dev->u.block.readonly, "file", "driver",
+                      S_ISBLK(st.st_mode) ? "host_device" : "file", "filename", dev->u.block.path);
         backend_cmd = "blockdev-add";
         snprintf(op->backend_del, sizeof(op->backend_del), "blockdev-del");
         snprintf(drv, sizeof(drv), "virtio-blk%s", sfx);
@@ -1113,8 +1110,8 @@ static int qm_add_device(hv_t *hv, const struct hv_device *dev, hv_done_fn done,
             r = err_make(err, ENOMEM, "qemu: out of memory");
             goto fail;
         }
-        r = hv_qmp_command(qm->qmp, backend_cmd, backend, hv->cfg.qmp_timeout_ms,
-                           on_backend_added, op, err);
+        r = hv_qmp_command(qm->qmp, backend_cmd, backend, hv->cfg.qmp_timeout_ms, on_backend_added,
+                           op, err);
         backend = NULL;
     } else {
         json_t *a = op->device_args;
@@ -1160,8 +1157,7 @@ static void remove_dev_finish(struct qdev *d, int status, const err_t *err)
             char bid[40];
             snprintf(bid, sizeof(bid), "%s-%s", d->kind == HV_DEV_BLOCK ? "drive" : "net", d->id);
             json_t *a = json_object();
-            json_object_set_new(a, d->kind == HV_DEV_BLOCK ? "node-name" : "id",
-                                json_string(bid));
+            json_object_set_new(a, d->kind == HV_DEV_BLOCK ? "node-name" : "id", json_string(bid));
             err_t e = ERR_INIT;
             hv_qmp_command(qm->qmp, cmd, a, hv->cfg.qmp_timeout_ms, on_undo_reply, NULL, &e);
             err_clear(&e);

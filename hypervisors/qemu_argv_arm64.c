@@ -4,7 +4,8 @@
 
 #include "hypervisors/qemu-internal.h"
 
-#define ARM64_PARAMS "rcupdate.rcu_expedited=1 cryptomgr.notests net.ifnames=0 panic=1 console=ttyAMA0"
+#define ARM64_PARAMS                                                                               \
+    "rcupdate.rcu_expedited=1 cryptomgr.notests net.ifnames=0 panic=1 console=ttyAMA0"
 
 const char *hv_qemu_base_params_arm64(const struct hv_config *cfg)
 {

@@ -9,9 +9,9 @@
  * ports); tsc_early_khz= is added by the common builder when known
  * (microvm hangs now and then in PIT calibration without it). */
 #define X86_PARAMS                                                                                 \
-    "tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 i8042.dumbkbd=1 "       \
+    "tsc=reliable no_timer_check rcupdate.rcu_expedited=1 i8042.direct=1 i8042.dumbkbd=1 "         \
     "i8042.nopnp=1 i8042.noaux=1 noreplace-smp reboot=k cryptomgr.notests net.ifnames=0 "          \
-    "panic=1 console=ttyS0 "                                                                      \
+    "panic=1 console=ttyS0 "                                                                       \
     "initcall_blacklist=crypto_kdf108_init,init_kprobe_trace,init_trace_printk_function_export"
 
 const char *hv_qemu_base_params_x86(const struct hv_config *cfg)

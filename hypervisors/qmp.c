@@ -21,8 +21,8 @@ struct pending {
     struct pending *next;
     hv_qmp_t *q;
     unsigned long id;
-    char *cmd;      /* command name, for messages */
-    char *line;     /* serialized request, until sent */
+    char *cmd;  /* command name, for messages */
+    char *line; /* serialized request, until sent */
     struct event *timer;
     hv_qmp_reply_fn cb;
     void *arg;
@@ -155,8 +155,9 @@ static void on_negotiate_timeout(evutil_socket_t fd, short what, void *arg)
 {
     hv_qmp_t *q = arg;
     enter(q);
-    fail_code(q, ETIMEDOUT, "qmp: %s", q->state == S_GREETING ? "no greeting within the deadline"
-                                                             : "capabilities negotiation timed out");
+    fail_code(q, ETIMEDOUT, "qmp: %s",
+              q->state == S_GREETING ? "no greeting within the deadline"
+                                     : "capabilities negotiation timed out");
     leave(q);
 }
 
@@ -323,8 +324,7 @@ static void on_bev_event(struct bufferevent *bev, short what, void *arg)
     else if (what & BEV_EVENT_ERROR) {
         err_t e = ERR_INIT;
         int saved = EVUTIL_SOCKET_ERROR();
-        err_make(&e, saved ? saved : EIO, "qmp: socket error: %s",
-                 strerror(saved ? saved : EIO));
+        err_make(&e, saved ? saved : EIO, "qmp: socket error: %s", strerror(saved ? saved : EIO));
         fail(q, &e);
         err_clear(&e);
     }
@@ -382,8 +382,8 @@ int hv_qmp_new(struct event_base *base, int fd, const struct hv_qmp_callbacks *c
     return 0;
 }
 
-int hv_qmp_command(hv_qmp_t *q, const char *cmd, json_t *args, int timeout_ms,
-                   hv_qmp_reply_fn cb, void *arg, err_t *err)
+int hv_qmp_command(hv_qmp_t *q, const char *cmd, json_t *args, int timeout_ms, hv_qmp_reply_fn cb,
+                   void *arg, err_t *err)
 {
     if (q->state == S_CLOSED) {
         json_decref(args);

@@ -40,8 +40,8 @@ struct hv_qmp_callbacks {
 };
 
 struct hv_qmp_opts {
-    size_t max_line;           /* 0: HV_QMP_MAX_LINE_DEFAULT */
-    int negotiate_timeout_ms;  /* greeting + qmp_capabilities; 0: 5000 */
+    size_t max_line;          /* 0: HV_QMP_MAX_LINE_DEFAULT */
+    int negotiate_timeout_ms; /* greeting + qmp_capabilities; 0: 5000 */
 };
 
 /* Starts a client on the connected stream socket fd (takes ownership, also
@@ -57,8 +57,8 @@ int hv_qmp_connect_unix(const char *path, err_t *err);
  * negotiation completes the command is queued.  cb is called exactly once
  * (never from inside this call) unless the client is destroyed first.
  * timeout_ms <= 0 means 5000. */
-int hv_qmp_command(hv_qmp_t *q, const char *cmd, json_t *args, int timeout_ms,
-                   hv_qmp_reply_fn cb, void *arg, err_t *err);
+int hv_qmp_command(hv_qmp_t *q, const char *cmd, json_t *args, int timeout_ms, hv_qmp_reply_fn cb,
+                   void *arg, err_t *err);
 
 bool hv_qmp_is_ready(const hv_qmp_t *q);
 bool hv_qmp_is_closed(const hv_qmp_t *q);

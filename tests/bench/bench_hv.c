@@ -113,7 +113,8 @@ static double bare_run(char **argv, const char *dir)
     struct timeval tv = {5, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     double t = -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && read_line(fd, line, sizeof(line)) > 0 &&
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        read_line(fd, line, sizeof(line)) > 0 &&
         write(fd, "{\"execute\":\"qmp_capabilities\"}\n", 31) == 31 &&
         read_line(fd, line, sizeof(line)) > 0 && strstr(line, "return"))
         t = now_ms() - t0;

@@ -61,21 +61,30 @@ static void on_done(hv_t *hv, void *arg, int status, const err_t *err)
 static void on_event(hv_t *hv, void *arg, const struct hv_event *ev)
 {
     switch (ev->kind) {
-    case HV_EV_READY: P.ready = true; break;
+    case HV_EV_READY:
+        P.ready = true;
+        break;
     case HV_EV_EXITED:
         P.exited = true;
         P.exited_expected = ev->expected;
         P.exited_signal = ev->exited_by_signal;
         P.exit_status = ev->wait_status;
         break;
-    case HV_EV_PAUSED: P.ev_stop = true; break;
-    case HV_EV_RESUMED: P.ev_resume = true; break;
-    case HV_EV_SHUTDOWN: P.ev_shutdown = true; break;
+    case HV_EV_PAUSED:
+        P.ev_stop = true;
+        break;
+    case HV_EV_RESUMED:
+        P.ev_resume = true;
+        break;
+    case HV_EV_SHUTDOWN:
+        P.ev_shutdown = true;
+        break;
     case HV_EV_DEVICE_DELETED:
         P.ev_devdel = true;
         snprintf(P.devdel_id, sizeof(P.devdel_id), "%s", ev->device_id ? ev->device_id : "");
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -218,18 +227,29 @@ int main(int argc, char **argv)
     const char *qemu = "qemu-system-x86_64", *kernel = NULL, *initrd = NULL, *machine = "q35";
     char dir_buf[256] = "";
     const char *dir = NULL;
-    static const struct option opts[] = {{"qemu", 1, 0, 'q'},    {"kernel", 1, 0, 'k'},
-                                         {"initrd", 1, 0, 'i'},  {"machine", 1, 0, 'm'},
-                                         {"dir", 1, 0, 'd'},     {0, 0, 0, 0}};
+    static const struct option opts[] = {{"qemu", 1, 0, 'q'},   {"kernel", 1, 0, 'k'},
+                                         {"initrd", 1, 0, 'i'}, {"machine", 1, 0, 'm'},
+                                         {"dir", 1, 0, 'd'},    {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 'q': qemu = optarg; break;
-        case 'k': kernel = optarg; break;
-        case 'i': initrd = optarg; break;
-        case 'm': machine = optarg; break;
-        case 'd': dir = optarg; break;
-        default: return 2;
+        case 'q':
+            qemu = optarg;
+            break;
+        case 'k':
+            kernel = optarg;
+            break;
+        case 'i':
+            initrd = optarg;
+            break;
+        case 'm':
+            machine = optarg;
+            break;
+        case 'd':
+            dir = optarg;
+            break;
+        default:
+            return 2;
         }
     }
     signal(SIGPIPE, SIG_IGN);

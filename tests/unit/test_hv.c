@@ -224,8 +224,8 @@ static void test_hv_fake_completes_asynchronously(void **s)
     struct hv_device d = {.kind = HV_DEV_SHARE_FS, .id = "bad id"};
     assert_int_equal(hv_add_device(hv, &d, rec_done, &r, &err), -EINVAL);
 
-    struct hv_event death = {.kind = HV_EV_EXITED, .name = "EXITED", .exited_by_signal = true,
-                             .wait_status = 9};
+    struct hv_event death = {
+        .kind = HV_EV_EXITED, .name = "EXITED", .exited_by_signal = true, .wait_status = 9};
     hv_fake_emit(hv, &death);
     assert_int_equal(r.last_kind, HV_EV_EXITED);
     err_clear(&err);

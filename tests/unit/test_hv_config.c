@@ -124,31 +124,35 @@ static void expect_error(const char *text, int code, const char *needle)
     err_t err = ERR_INIT;
     int r = parse(text, &c, &err);
     if (r != -code || !strstr(err_str(&err), needle))
-        fail_msg("text %s: got %d `%s`, want %d with `%s`", text, r, err_str(&err), -code,
-                 needle);
+        fail_msg("text %s: got %d `%s`, want %d with `%s`", text, r, err_str(&err), -code, needle);
     err_clear(&err);
     cfg_destroy(&c);
 }
 
 static void test_cfg_errors_name_line_and_key(void **s)
 {
-    expect_error("[qemu]\nmachine = isapc\n", EINVAL, "husk.conf:2: key `machine`: `isapc` is not one of q35|pc|microvm|virt");
+    expect_error("[qemu]\nmachine = isapc\n", EINVAL,
+                 "husk.conf:2: key `machine`: `isapc` is not one of q35|pc|microvm|virt");
     expect_error("[qemu]\n\n\naccel = hvf\n", EINVAL, "husk.conf:4: key `accel`");
-    expect_error("[hypervisor]\nvcpus = 0\n", ERANGE, "husk.conf:2: key `vcpus`: 0 is outside 1..256");
+    expect_error("[hypervisor]\nvcpus = 0\n", ERANGE,
+                 "husk.conf:2: key `vcpus`: 0 is outside 1..256");
     expect_error("[hypervisor]\nvcpus = two\n", EINVAL, "key `vcpus`: `two` is not a number");
     expect_error("[hypervisor]\nvcpus = -1\n", EINVAL, "not a number");
     expect_error("[hypervisor]\nmemory_mib = 12x\n", EINVAL, "not a number");
     expect_error("[hypervisor]\nmemory_mib = 99999999999999999999\n", EINVAL, "not a number");
     expect_error("[hypervisor]\ndebug_console = maybe\n", EINVAL, "not a boolean");
-    expect_error("[hypervisor]\nkernel = vmlinux\n", EINVAL, "key `kernel`: `vmlinux` is not an absolute path");
+    expect_error("[hypervisor]\nkernel = vmlinux\n", EINVAL,
+                 "key `kernel`: `vmlinux` is not an absolute path");
     expect_error("[runtime]\nlog_level = loud\n", EINVAL, "husk.conf:2: key `log_level`");
-    expect_error("[runtime]\nhypervisor = firecracker\n", EINVAL, "`firecracker` is not one of qemu|local");
+    expect_error("[runtime]\nhypervisor = firecracker\n", EINVAL,
+                 "`firecracker` is not one of qemu|local");
     expect_error("[runtime]\nbogus = 1\n", EINVAL, "husk.conf:2: unknown key `bogus` in [runtime]");
     expect_error("[nope]\n", EINVAL, "husk.conf:1: unknown section [nope]");
     expect_error("[qemu\n", EINVAL, "malformed section header");
     expect_error("vcpus = 1\n", EINVAL, "husk.conf:1: key `vcpus` outside any [section]");
     expect_error("[qemu]\njust words\n", EINVAL, "husk.conf:2: expected `key = value`");
-    expect_error("[qemu]\naccel = tcg\naccel = kvm\n", EINVAL, "husk.conf:3: key `accel` given twice");
+    expect_error("[qemu]\naccel = tcg\naccel = kvm\n", EINVAL,
+                 "husk.conf:3: key `accel` given twice");
     expect_error("[qemu]\nvcpus = 2\n", EINVAL, "unknown key `vcpus` in [qemu]");
 }
 

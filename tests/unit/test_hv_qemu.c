@@ -76,8 +76,9 @@ static void test_hv_qemu_q35_tcg_has_hardening_and_channels(void **s)
     assert_true(has_arg(a, "-no-user-config"));
     assert_true(has_arg(a, "-no-reboot"));
     assert_true(find_opt(a, "-display", "none") >= 0);
-    assert_true(find_opt(a, "-sandbox",
-                         "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") >= 0);
+    assert_true(
+        find_opt(a, "-sandbox",
+                 "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny") >= 0);
     assert_true(find_opt(a, "-accel", "tcg") >= 0);
     assert_true(find_opt(a, "-cpu", NULL) < 0); /* default model under TCG */
     assert_true(find_opt(a, "-machine", "q35,smm=off,vmport=off") >= 0);
@@ -89,14 +90,17 @@ static void test_hv_qemu_q35_tcg_has_hardening_and_channels(void **s)
     assert_true(find_opt(a, "-mon", "chardev=qmp,mode=control") >= 0);
     assert_true(find_opt(a, "-chardev", "socket,id=agent,fd=4,server=on,wait=off") >= 0);
     assert_true(find_opt(a, "-device", "virtio-serial-pci,id=vser0") >= 0);
-    assert_true(find_opt(a, "-device", "virtserialport,bus=vser0.0,chardev=agent,name=agent.0") >= 0);
+    assert_true(find_opt(a, "-device", "virtserialport,bus=vser0.0,chardev=agent,name=agent.0") >=
+                0);
     assert_true(find_opt(a, "-chardev", "file,id=console,path=/run/sb/console.log") >= 0);
     assert_true(find_opt(a, "-serial", "chardev:console") >= 0);
     assert_true(find_opt(a, "-device", "pcie-root-port,id=rp0,bus=pcie.0,chassis=1") >= 0);
     assert_true(find_opt(a, "-device", "pcie-root-port,id=rp3,bus=pcie.0,chassis=4") >= 0);
-    assert_true(find_opt(a, "-fsdev", "local,id=fsslot0,path=/run/sb/fs/0,security_model=none") >= 0);
-    assert_true(find_opt(a, "-fsdev",
-                         "local,id=fsslot0ro,path=/run/sb/fs/0ro,security_model=none,readonly=on") >= 0);
+    assert_true(find_opt(a, "-fsdev", "local,id=fsslot0,path=/run/sb/fs/0,security_model=none") >=
+                0);
+    assert_true(
+        find_opt(a, "-fsdev",
+                 "local,id=fsslot0ro,path=/run/sb/fs/0ro,security_model=none,readonly=on") >= 0);
     /* no network, no display, no -daemonize, not paused by default */
     assert_false(has_prefix(a, "-netdev", ""));
     assert_false(has_arg(a, "-daemonize"));
@@ -118,8 +122,11 @@ static void test_hv_qemu_tsc_khz_appended_when_known(void **s)
     struct hv_config c;
     base_cfg(&c);
     c.machine = "microvm";
-    struct hv_qemu_argv_in in = {.cfg = &c, .accel = HV_ACCEL_TCG, .console_log = "/c",
-                                 .slot_dir = "/s", .tsc_khz = 2600000};
+    struct hv_qemu_argv_in in = {.cfg = &c,
+                                 .accel = HV_ACCEL_TCG,
+                                 .console_log = "/c",
+                                 .slot_dir = "/s",
+                                 .tsc_khz = 2600000};
     char **a = NULL;
     assert_int_equal(hv_qemu_build_argv(&in, &a, NULL), 0);
     int i = find_opt(a, "-append", NULL);
@@ -167,8 +174,10 @@ static void test_hv_qemu_microvm_uses_mmio_and_no_slots(void **s)
     assert_true(has_prefix(a, "-machine", "microvm,"));
     assert_true(find_opt(a, "-device", "virtio-serial-device,id=vser0") >= 0);
     assert_true(find_opt(a, "-fsdev",
-                         "local,id=fs-rootfs,path=/srv/share,security_model=none,readonly=on") >= 0);
-    assert_true(find_opt(a, "-device", "virtio-9p-device,id=share-rootfs,fsdev=fs-rootfs,mount_tag=rootfs") >= 0);
+                         "local,id=fs-rootfs,path=/srv/share,security_model=none,readonly=on") >=
+                0);
+    assert_true(find_opt(a, "-device",
+                         "virtio-9p-device,id=share-rootfs,fsdev=fs-rootfs,mount_tag=rootfs") >= 0);
     assert_false(has_prefix(a, "-fsdev", "local,id=fsslot"));
     assert_false(has_prefix(a, "-device", "pcie-root-port"));
     hv_qemu_strv_free(&a);

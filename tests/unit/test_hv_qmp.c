@@ -19,7 +19,9 @@
 
 #include "hypervisors/qmp.h"
 
-#define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, \"capabilities\": [\"oob\"]}}\n"
+#define GREETING                                                                                   \
+    "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, "             \
+    "\"capabilities\": [\"oob\"]}}\n"
 
 struct t {
     struct event_base *base;
@@ -213,8 +215,8 @@ static void test_hv_qmp_arguments_sent(void **state)
     json_t *args = json_pack("{s:s}", "id", "dev0");
     assert_int_equal(hv_qmp_command(t->q, "device_del", args, 1000, on_reply, t, &err), 0);
     json_t *req = peer_read(t);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(req, "arguments"), "id")), "dev0");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(req, "arguments"), "id")),
+                        "dev0");
     json_decref(req);
 }
 
@@ -402,9 +404,9 @@ static void test_hv_qmp_destroy_inside_callback_is_safe(void **state)
     json_t *r1 = peer_read(t);
     json_t *r2 = peer_read(t);
     char line[256];
-    snprintf(line, sizeof(line), "{\"return\": {}, \"id\": \"%s\"}\n{\"return\": {}, \"id\": \"%s\"}\n",
-             json_string_value(json_object_get(r1, "id")),
-             json_string_value(json_object_get(r2, "id")));
+    snprintf(
+        line, sizeof(line), "{\"return\": {}, \"id\": \"%s\"}\n{\"return\": {}, \"id\": \"%s\"}\n",
+        json_string_value(json_object_get(r1, "id")), json_string_value(json_object_get(r2, "id")));
     json_decref(r1);
     json_decref(r2);
     peer_send(t, line);
@@ -439,21 +441,30 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hv_qmp_greeting_negotiates_capabilities, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_greeting_negotiates_capabilities, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_command_reply_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_arguments_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_error_reply_maps_class, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_generic_error_is_eio, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_event_interleaved_with_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_timeout_fails_command_not_connection, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_garbage_line_closes_with_eproto, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_oversized_line_closes_with_emsgsize, setup_small, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_peer_close_mid_reply_fails_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_timeout_fails_command_not_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_garbage_line_closes_with_eproto, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_oversized_line_closes_with_emsgsize,
+                                        setup_small, teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_peer_close_mid_reply_fails_pending, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_hv_qmp_non_qmp_greeting_rejected, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_silent_peer_negotiation_times_out, setup_fast_timeout, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_command_before_ready_is_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_destroy_inside_callback_is_safe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hv_qmp_ids_unique_and_unknown_ids_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_silent_peer_negotiation_times_out,
+                                        setup_fast_timeout, teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_command_before_ready_is_queued, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_destroy_inside_callback_is_safe, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qmp_ids_unique_and_unknown_ids_ignored, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("hv_qmp", tests, NULL, NULL);
 }
