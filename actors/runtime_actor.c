@@ -1,0 +1,1178 @@
+/* The runtime handler actor: sandbox and container lifecycles, driven by
+ * messages.  Every step that involves another actor is a request with a
+ * deadline whose reply continues the operation (struct op carries it). */
+#include "actors/runtime_actor.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "actors/hypervisor_actor.h"
+#include "common/log.h"
+#include "oci/spec.h"
+#include "persist/store.h"
+
+#define HV_TIMEOUT_MS     60000 /* a TCG boot takes seconds; a cold one more */
+#define AGENT_TIMEOUT_MS  30000
+#define CONNECT_TIMEOUT_MS 60000
+#define REMOVE_TIMEOUT_MS 10000
+
+enum sb_state { SB_NEW = 0, SB_BOOTING, SB_READY, SB_STOPPING, SB_STOPPED, SB_FAILED };
+static const char *const sb_names[] = {"new", "booting", "ready", "stopping", "stopped", "failed"};
+
+enum c_state { C_CREATING = 0, C_CREATED, C_RUNNING, C_PAUSED, C_STOPPED };
+static const char *const c_names[] = {"creating", "created", "running", "paused", "stopped"};
+
+struct waiter {
+    char cid[RT_ID_MAX + 1], exec_id[RT_ID_MAX + 1];
+    msg_t *req;
+    struct waiter *next;
+};
+
+struct exited_exec {
+    char exec_id[RT_ID_MAX + 1];
+    int64_t status;
+    uint64_t at_ns;
+    struct exited_exec *next;
+};
+
+struct ctr {
+    char id[RT_ID_MAX + 1];
+    enum c_state state;
+    char *bundle, *rootfs, *pid_file, *created, *exited_at;
+    oci_spec_t *spec;
+    pid_t proxy_pid;
+    bool console;
+    uint32_t owner;
+    bool exited;
+    int64_t exit_status;
+    uint64_t exited_at_ns;
+    struct exited_exec *execs;
+    struct ctr *next;
+};
+
+struct rt {
+    const cfg_t *cfg;
+    persist_store_t *store;
+    char root[PATH_MAX], dir[PATH_MAX];
+    char sandbox_id[RT_ID_MAX + 1];
+    int done_fd;
+    bool done_signalled;
+    enum sb_state sb;
+    char backend[32], agent_socket[PATH_MAX];
+    pid_t vmm_pid;
+    char *created;
+    struct ctr *ctrs;
+    struct waiter *waiters;
+    msg_t *queued[64]; /* creates waiting for the sandbox to boot */
+    int nqueued;
+    msg_t *shutdown_req; /* rt.shutdown or the last delete, answered at the end */
+    actor_t *self;
+};
+
+struct op {
+    struct rt *rt;
+    msg_t *req; /* the front end's request, answered when the op ends */
+    struct ctr *c;
+    int step;
+};
+
+static struct op *op_new(struct rt *rt, msg_t **req, struct ctr *c)
+{
+    struct op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->rt = rt;
+    op->req = req ? *req : NULL;
+    if (req)
+        *req = NULL;
+    op->c = c;
+    return op;
+}
+
+static void op_free(struct op *op)
+{
+    msg_destroy(&op->req);
+    free(op);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- state on disk ------------------------------------------------------- */
+
+static void save_sandbox(struct rt *rt)
+{
+    persist_sandbox_t sb = {0};
+    sb.id = rt->sandbox_id;
+    sb.state = (char *)sb_names[rt->sb];
+    sb.created = rt->created;
+    sb.daemon_pid = getpid();
+    err_t err = ERR_INIT;
+    persist_proc_start_time(getpid(), &sb.daemon_start, &err);
+    err_clear(&err);
+    sb.vmm_pid = rt->vmm_pid;
+    if (rt->vmm_pid)
+        persist_proc_start_time(rt->vmm_pid, &sb.vmm_start, &err);
+    err_clear(&err);
+    sb.hypervisor = rt->backend[0] ? rt->backend : NULL;
+    sb.agent_socket = rt->agent_socket[0] ? rt->agent_socket : NULL;
+    char *ids[256];
+    size_t n = 0;
+    for (struct ctr *c = rt->ctrs; c && n < 256; c = c->next)
+        ids[n++] = c->id;
+    /* creation order: the list is newest first */
+    for (size_t i = 0; i < n / 2; i++) {
+        char *t = ids[i];
+        ids[i] = ids[n - 1 - i];
+        ids[n - 1 - i] = t;
+    }
+    sb.containers = ids;
+    sb.n_containers = n;
+    if (persist_sandbox_save(rt->store, &sb, &err) < 0)
+        log_error("save sandbox state: %s", err_str(&err));
+    err_clear(&err);
+}
+
+static int save_container(struct rt *rt, struct ctr *c, err_t *err)
+{
+    persist_container_t pc = {0};
+    pc.id = c->id;
+    pc.sandbox_id = rt->sandbox_id;
+    pc.bundle = c->bundle;
+    pc.rootfs = c->rootfs;
+    pc.state = (char *)c_names[c->state];
+    pc.created = c->created;
+    pc.init_pid = c->proxy_pid;
+    err_t e2 = ERR_INIT;
+    if (c->proxy_pid)
+        persist_proc_start_time(c->proxy_pid, &pc.init_start, &e2);
+    err_clear(&e2);
+    pc.exited = c->exited;
+    pc.exit_status = (int)c->exit_status;
+    pc.exited_at = c->exited_at;
+    pc.owner_uid = c->owner;
+    pc.pid_file = c->pid_file;
+    pc.console = c->console;
+    persist_kv_t kv[128];
+    size_t n = 0;
+    for (size_t i = 0; c->spec && i < c->spec->n_annotations && n < 128; i++) {
+        kv[n].key = c->spec->annotations[i].key;
+        kv[n].value = c->spec->annotations[i].value;
+        n++;
+    }
+    pc.annotations = kv;
+    pc.n_annotations = n;
+    return persist_container_save(rt->store, &pc, err);
+}
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static struct ctr *find(struct rt *rt, const char *id)
+{
+    for (struct ctr *c = rt->ctrs; c; c = c->next)
+        if (!strcmp(c->id, id))
+            return c;
+    return NULL;
+}
+
+static void ctr_free(struct ctr *c)
+{
+    free(c->bundle);
+    free(c->rootfs);
+    free(c->pid_file);
+    free(c->created);
+    free(c->exited_at);
+    oci_spec_destroy(&c->spec);
+    while (c->execs) {
+        struct exited_exec *e = c->execs;
+        c->execs = e->next;
+        free(e);
+    }
+    free(c);
+}
+
+static void unlink_ctr(struct rt *rt, struct ctr *c)
+{
+    for (struct ctr **pp = &rt->ctrs; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            return;
+        }
+}
+
+static void reply_ok(actor_t *a, const msg_t *req, const char *id)
+{
+    msg_t *r = msg_new_reply(req, MSG_RT_OK);
+    msg_set_str(&((msg_rt_ok_t *)r->body)->id, id);
+    actor_reply(a, req, &r);
+}
+
+static void reply_from(actor_t *a, const msg_t *req, const msg_t *failed, const char *what)
+{
+    actor_reply_error(a, req, failed->status ? failed->status : EIO, "%s: %s", what,
+                      failed->status_text ? failed->status_text : "failed");
+}
+
+static void publish_state(struct rt *rt, struct ctr *c)
+{
+    msg_t *m = msg_new(MSG_RT_STATE_CHANGED);
+    msg_set_str(&((msg_rt_state_changed_t *)m->body)->id, c->id);
+    msg_set_str(&((msg_rt_state_changed_t *)m->body)->state, c_names[c->state]);
+    err_t err = ERR_INIT;
+    actor_publish(rt->self, &m, &err);
+    err_clear(&err);
+}
+
+static void set_state(struct rt *rt, struct ctr *c, enum c_state s)
+{
+    c->state = s;
+    err_t err = ERR_INIT;
+    if (save_container(rt, c, &err) < 0)
+        log_error("container %s: save state %s: %s", c->id, c_names[s], err_str(&err));
+    err_clear(&err);
+    publish_state(rt, c);
+}
+
+static int request(struct rt *rt, const char *to, msg_t **m, int timeout_ms, actor_reply_fn cb,
+                   void *arg)
+{
+    err_t err = ERR_INIT;
+    int r = actor_request(rt->self, to, m, timeout_ms, cb, arg, &err);
+    if (r < 0) {
+        log_error("request to %s: %s", to, err_str(&err));
+        err_clear(&err);
+    }
+    return r;
+}
+
+static void signal_done(struct rt *rt)
+{
+    if (rt->done_signalled)
+        return;
+    rt->done_signalled = true;
+    uint64_t one = 1;
+    if (write(rt->done_fd, &one, sizeof one) < 0)
+        log_error("signal daemon exit: %m");
+}
+
+/* Absolute host path of the container's root filesystem. */
+static char *host_rootfs(const char *bundle, const char *root_path, err_t *err)
+{
+    char joined[PATH_MAX * 2], real[PATH_MAX];
+    if (root_path[0] == '/')
+        snprintf(joined, sizeof joined, "%s", root_path);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", bundle, root_path);
+    if (!realpath(joined, real)) {
+        err_errno(err, "rootfs %s", joined);
+        return NULL;
+    }
+    struct stat st;
+    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        err_make(err, ENOTDIR, "rootfs %s is not a directory", real);
+        return NULL;
+    }
+    return strdup(real);
+}
+
+/* The spec as the agent gets it: hooks run on the host, root is the path
+ * the agent sees. */
+static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
+{
+    json_error_t je;
+    json_t *j = json_loads(spec_json, 0, &je);
+    if (!j) {
+        err_make(err, EINVAL, "config.json: %s", je.text);
+        return NULL;
+    }
+    json_object_del(j, "hooks");
+    json_t *root = json_object_get(j, "root");
+    if (json_is_object(root))
+        json_object_set_new(root, "path", json_string(rootfs));
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s)
+        err_make(err, ENOMEM, "config.json: out of memory");
+    return s;
+}
+
+/* ---- sandbox shutdown ------------------------------------------------------- */
+
+static void finish_shutdown(struct rt *rt)
+{
+    rt->sb = SB_STOPPED;
+    err_t err = ERR_INIT;
+    if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
+        log_error("remove sandbox state: %s", err_str(&err));
+        err_clear(&err);
+    }
+    if (rt->shutdown_req) {
+        reply_ok(rt->self, rt->shutdown_req, rt->sandbox_id);
+        msg_destroy(&rt->shutdown_req);
+    }
+    log_info("sandbox %s shut down", rt->sandbox_id);
+    signal_done(rt);
+}
+
+static void on_hv_stopped(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status)
+        log_warn("stop VM: %s, ignoring", (*reply)->status_text ? (*reply)->status_text : "");
+    rt->vmm_pid = 0;
+    finish_shutdown(rt);
+}
+
+static void stop_vm(struct rt *rt)
+{
+    if (!rt->backend[0]) {
+        finish_shutdown(rt);
+        return;
+    }
+    msg_t *m = msg_new(MSG_HV_STOP);
+    ((msg_hv_stop_t *)m->body)->timeout_ms = 5000;
+    if (request(rt, HV_ACTOR_NAME, &m, 15000, on_hv_stopped, rt) < 0)
+        finish_shutdown(rt);
+}
+
+static void on_sandbox_destroyed(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status)
+        log_debug("destroy sandbox in the guest: %s, ignoring",
+                  (*reply)->status_text ? (*reply)->status_text : "");
+    stop_vm(rt);
+}
+
+/* Tears the sandbox down: agent, VM, state.  `req` (may be NULL) is
+ * answered at the end. */
+static void shutdown_sandbox(struct rt *rt, msg_t **req)
+{
+    if (req && *req) {
+        if (rt->shutdown_req) {
+            actor_reply_error(rt->self, *req, EALREADY, "sandbox %s is already shutting down",
+                              rt->sandbox_id);
+            return;
+        }
+        rt->shutdown_req = *req;
+        *req = NULL;
+    }
+    if (rt->sb == SB_STOPPING || rt->sb == SB_STOPPED)
+        return;
+    bool agent_up = rt->sb == SB_READY;
+    rt->sb = SB_STOPPING;
+    save_sandbox(rt);
+    if (agent_up) {
+        msg_t *m = msg_new(MSG_AGENT_DESTROY_SANDBOX);
+        if (request(rt, "agent", &m, 5000, on_sandbox_destroyed, rt) == 0)
+            return;
+    }
+    stop_vm(rt);
+}
+
+/* ---- boot ---------------------------------------------------------------------- */
+
+static void create_container(struct rt *rt, msg_t **req);
+
+static void boot_failed(struct rt *rt, const char *why)
+{
+    log_error("sandbox %s failed to boot: %s", rt->sandbox_id, why);
+    rt->sb = SB_FAILED;
+    for (int i = 0; i < rt->nqueued; i++) {
+        actor_reply_error(rt->self, rt->queued[i], EIO, "sandbox %s: %s", rt->sandbox_id, why);
+        msg_destroy(&rt->queued[i]);
+    }
+    rt->nqueued = 0;
+    if (!rt->ctrs)
+        shutdown_sandbox(rt, NULL);
+}
+
+static void boot_done(struct rt *rt)
+{
+    rt->sb = SB_READY;
+    save_sandbox(rt);
+    log_info("sandbox %s ready (%s)", rt->sandbox_id, rt->backend);
+    int n = rt->nqueued;
+    rt->nqueued = 0;
+    for (int i = 0; i < n; i++)
+        create_container(rt, &rt->queued[i]);
+}
+
+static void on_agent_sandbox(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "agent create_sandbox: %s", (*reply)->status_text);
+        boot_failed(rt, why);
+        return;
+    }
+    boot_done(rt);
+}
+
+static void on_agent_connected(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status) {
+        char why[PATH_MAX + 1024];
+        snprintf(why, sizeof why, "connect to the agent at %s: %s", rt->agent_socket,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+        boot_failed(rt, why);
+        return;
+    }
+    msg_t *m = msg_new(MSG_AGENT_CREATE_SANDBOX);
+    msg_agent_create_sandbox_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->storages, "[]");
+    if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_sandbox, rt) < 0)
+        boot_failed(rt, "cannot reach the agent actor");
+}
+
+static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    msg_hv_started_t *b = MSG_BODY(*reply, HV_STARTED, hv_started);
+    if ((*reply)->status || !b) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "%s", (*reply)->status_text ? (*reply)->status_text : "failed");
+        rt->backend[0] = 0; /* nothing to stop */
+        boot_failed(rt, why);
+        return;
+    }
+    rt->vmm_pid = (pid_t)b->pid;
+    snprintf(rt->backend, sizeof rt->backend, "%s", b->backend);
+    snprintf(rt->agent_socket, sizeof rt->agent_socket, "%s", b->agent_socket);
+    save_sandbox(rt);
+    msg_t *m = msg_new(MSG_AGENT_CONNECT);
+    msg_set_str(&((msg_agent_connect_t *)m->body)->socket, b->agent_socket);
+    ((msg_agent_connect_t *)m->body)->timeout_ms = CONNECT_TIMEOUT_MS;
+    if (request(rt, "agent", &m, CONNECT_TIMEOUT_MS + 5000, on_agent_connected, rt) < 0)
+        boot_failed(rt, "cannot reach the agent actor");
+}
+
+static void boot(struct rt *rt)
+{
+    rt->sb = SB_BOOTING;
+    snprintf(rt->backend, sizeof rt->backend, "%s", rt->cfg->backend ? rt->cfg->backend : "qemu");
+    save_sandbox(rt);
+    msg_t *m = msg_new(MSG_HV_START);
+    msg_hv_start_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->dir, rt->dir);
+    if (request(rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_hv_started, rt) < 0)
+        boot_failed(rt, "cannot reach the hypervisor actor");
+}
+
+/* ---- create ----------------------------------------------------------------------- */
+
+static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    if ((*reply)->status) {
+        reply_from(a, op->req, *reply, "create container");
+        unlink_ctr(rt, c);
+        persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
+        ctr_free(c);
+        save_sandbox(rt);
+        op_free(op);
+        if (!rt->ctrs)
+            shutdown_sandbox(rt, NULL);
+        return;
+    }
+    set_state(rt, c, C_CREATED);
+    save_sandbox(rt);
+    msg_t *r = msg_new_reply(op->req, MSG_RT_CREATED);
+    msg_rt_created_t *b = r->body;
+    msg_set_str(&b->id, c->id);
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    b->pid = (uint64_t)c->proxy_pid;
+    log_info("container %s created", c->id);
+    actor_reply(a, op->req, &r);
+    op_free(op);
+}
+
+static void create_container(struct rt *rt, msg_t **req)
+{
+    actor_t *a = rt->self;
+    msg_rt_create_t *b = (*req)->body;
+    err_t err = ERR_INIT;
+    if (rt->sb == SB_FAILED || rt->sb == SB_STOPPING || rt->sb == SB_STOPPED) {
+        actor_reply_error(a, *req, EIO, "sandbox %s is %s", rt->sandbox_id, sb_names[rt->sb]);
+        return;
+    }
+    if (rt->sb == SB_NEW || rt->sb == SB_BOOTING) {
+        if (rt->nqueued == 64) {
+            actor_reply_error(a, *req, EBUSY, "sandbox %s: too many creates waiting",
+                              rt->sandbox_id);
+            return;
+        }
+        rt->queued[rt->nqueued++] = *req;
+        *req = NULL;
+        if (rt->sb == SB_NEW)
+            boot(rt);
+        return;
+    }
+    /* ready: the container itself */
+    if (find(rt, b->id)) {
+        actor_reply_error(a, *req, EEXIST, "container with given ID already exists");
+        return;
+    }
+    struct ctr *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    snprintf(c->id, sizeof c->id, "%s", b->id);
+    c->bundle = strdup(b->bundle);
+    c->pid_file = b->pid_file[0] ? strdup(b->pid_file) : NULL;
+    c->proxy_pid = (pid_t)b->proxy_pid;
+    c->console = b->console;
+    c->owner = (uint32_t)b->owner_uid;
+    c->created = persist_time_now();
+    char *amended = NULL;
+    if (oci_spec_parse(b->spec, strlen(b->spec), &c->spec, &err) < 0 ||
+        !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)) ||
+        !(amended = amend_spec(b->spec, c->rootfs, &err))) {
+        actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
+        err_clear(&err);
+        ctr_free(c);
+        return;
+    }
+    c->state = C_CREATING;
+    c->next = rt->ctrs;
+    rt->ctrs = c;
+    if (save_container(rt, c, &err) < 0) {
+        actor_reply_error(a, *req, err.code, "save state: %s", err_str(&err));
+        err_clear(&err);
+        unlink_ctr(rt, c);
+        ctr_free(c);
+        free(amended);
+        return;
+    }
+    save_sandbox(rt);
+    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+    msg_agent_create_container_t *ab = m->body;
+    msg_set_str(&ab->container_id, c->id);
+    free(ab->spec);
+    ab->spec = amended;
+    msg_set_str(&ab->rootfs, c->rootfs);
+    msg_set_str(&ab->storages, "[]");
+    ab->stdin = true;
+    struct op *op = op_new(rt, req, c);
+    if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_created, op) < 0) {
+        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+static void on_create(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_create_t *b = (*m)->body;
+    if (!persist_id_valid(b->id)) {
+        actor_reply_error(a, *m, EINVAL, "invalid container ID format");
+        return;
+    }
+    if (find(rt, b->id)) {
+        actor_reply_error(a, *m, EEXIST, "container with given ID already exists");
+        return;
+    }
+    create_container(rt, m);
+}
+
+/* ---- simple agent-backed operations ------------------------------------------------ */
+
+static struct ctr *need(struct rt *rt, actor_t *a, const msg_t *req, const char *id)
+{
+    struct ctr *c = find(rt, id);
+    if (!c)
+        actor_reply_error(a, req, ENOENT, "container does not exist");
+    return c;
+}
+
+static void on_started(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    if ((*reply)->status) {
+        reply_from(a, op->req, *reply, "start container");
+    } else {
+        if (op->c->state == C_CREATED)
+            set_state(op->rt, op->c, C_RUNNING);
+        reply_ok(a, op->req, op->c->id);
+    }
+    op_free(op);
+}
+
+static void on_start(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    struct ctr *c = need(rt, a, *m, ((msg_rt_start_t *)(*m)->body)->id);
+    if (!c)
+        return;
+    switch (c->state) {
+    case C_CREATED: break;
+    case C_RUNNING:
+    case C_PAUSED:
+        actor_reply_error(a, *m, EBUSY, "cannot start an already running container");
+        return;
+    case C_STOPPED:
+        actor_reply_error(a, *m, EINVAL, "cannot start a container that has stopped");
+        return;
+    default:
+        actor_reply_error(a, *m, EINVAL, "cannot start a container in the %s state",
+                          c_names[c->state]);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_START_CONTAINER);
+    msg_set_str(&((msg_agent_start_container_t *)r->body)->container_id, c->id);
+    struct op *op = op_new(rt, m, c);
+    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_started, op) < 0) {
+        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+/* Replies ok (or the failure) to op->req, then moves to op->step's state. */
+static void on_simple(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    if ((*reply)->status) {
+        reply_from(a, op->req, *reply, msg_type_name(op->req->type));
+    } else {
+        if (op->step >= 0 && op->c)
+            set_state(op->rt, op->c, (enum c_state)op->step);
+        reply_ok(a, op->req, op->c ? op->c->id : "");
+    }
+    op_free(op);
+}
+
+static void forward(struct rt *rt, msg_t **req, struct ctr *c, msg_t **agent_msg, int next_state)
+{
+    struct op *op = op_new(rt, req, c);
+    op->step = next_state;
+    if (request(rt, "agent", agent_msg, AGENT_TIMEOUT_MS, on_simple, op) < 0) {
+        actor_reply_error(rt->self, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+static void on_kill(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_kill_t *b = (*m)->body;
+    struct ctr *c = need(rt, a, *m, b->id);
+    if (!c)
+        return;
+    if (c->state == C_STOPPED || c->state == C_CREATING || rt->sb != SB_READY) {
+        actor_reply_error(a, *m, ESRCH, "container not running");
+        return;
+    }
+    if (b->signal == 0 || b->signal >= 65) {
+        actor_reply_error(a, *m, EINVAL, "invalid signal %llu", (unsigned long long)b->signal);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_SIGNAL_PROCESS);
+    msg_agent_signal_process_t *s = r->body;
+    msg_set_str(&s->container_id, c->id);
+    msg_set_str(&s->exec_id, b->exec_id);
+    s->signal = b->signal;
+    s->all = b->all;
+    forward(rt, m, c, &r, -1);
+}
+
+static void on_pause(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    struct ctr *c = need(rt, a, *m, ((msg_rt_pause_t *)(*m)->body)->id);
+    if (!c)
+        return;
+    if (c->state != C_RUNNING) {
+        actor_reply_error(a, *m, ESRCH, "container not running");
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_PAUSE_CONTAINER);
+    msg_set_str(&((msg_agent_pause_container_t *)r->body)->container_id, c->id);
+    forward(rt, m, c, &r, C_PAUSED);
+}
+
+static void on_resume(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    struct ctr *c = need(rt, a, *m, ((msg_rt_resume_t *)(*m)->body)->id);
+    if (!c)
+        return;
+    if (c->state != C_PAUSED) {
+        actor_reply_error(a, *m, EINVAL, "container not paused");
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_RESUME_CONTAINER);
+    msg_set_str(&((msg_agent_resume_container_t *)r->body)->container_id, c->id);
+    forward(rt, m, c, &r, C_RUNNING);
+}
+
+static void on_update(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_update_t *b = (*m)->body;
+    struct ctr *c = need(rt, a, *m, b->id);
+    if (!c)
+        return;
+    if (c->state != C_RUNNING && c->state != C_PAUSED && c->state != C_CREATED) {
+        actor_reply_error(a, *m, ESRCH, "container not running");
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_UPDATE_CONTAINER);
+    msg_set_str(&((msg_agent_update_container_t *)r->body)->container_id, c->id);
+    msg_set_str(&((msg_agent_update_container_t *)r->body)->resources, b->resources);
+    forward(rt, m, c, &r, -1);
+}
+
+static void on_exec_started(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    if ((*reply)->status)
+        reply_from(a, op->req, *reply, "exec failed");
+    else
+        reply_ok(a, op->req, op->c->id);
+    op_free(op);
+}
+
+static void on_exec(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_exec_t *b = (*m)->body;
+    struct ctr *c = need(rt, a, *m, b->id);
+    if (!c)
+        return;
+    if (c->state == C_STOPPED || c->state == C_CREATING) {
+        actor_reply_error(a, *m, ESRCH, "cannot exec in a stopped container");
+        return;
+    }
+    if (c->state == C_PAUSED) {
+        actor_reply_error(a, *m, EBUSY,
+                          "cannot exec in a paused container (use --ignore-paused to override)");
+        return;
+    }
+    if (!persist_id_valid(b->exec_id)) {
+        actor_reply_error(a, *m, EINVAL, "invalid exec id `%s`", b->exec_id);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_EXEC_PROCESS);
+    msg_agent_exec_process_t *e = r->body;
+    msg_set_str(&e->container_id, c->id);
+    msg_set_str(&e->exec_id, b->exec_id);
+    msg_set_str(&e->process, b->process);
+    e->stdin = true;
+    struct op *op = op_new(rt, m, c);
+    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_exec_started, op) < 0) {
+        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+static void on_processes(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    msg_agent_processes_t *p = MSG_BODY(*reply, AGENT_PROCESSES, agent_processes);
+    if ((*reply)->status || !p) {
+        reply_from(a, op->req, *reply, "ps");
+    } else {
+        msg_t *r = msg_new_reply(op->req, MSG_RT_PROCESSES);
+        msg_rt_processes_t *b = r->body;
+        msg_set_str(&b->id, op->c->id);
+        b->pids = p->pids;
+        p->pids.v = NULL;
+        p->pids.n = 0;
+        actor_reply(a, op->req, &r);
+    }
+    op_free(op);
+}
+
+static void on_ps(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    struct ctr *c = need(rt, a, *m, ((msg_rt_ps_t *)(*m)->body)->id);
+    if (!c)
+        return;
+    if (c->state == C_STOPPED || rt->sb != SB_READY) {
+        msg_t *r = msg_new_reply(*m, MSG_RT_PROCESSES);
+        msg_set_str(&((msg_rt_processes_t *)r->body)->id, c->id);
+        actor_reply(a, *m, &r);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_LIST_PROCESSES);
+    msg_set_str(&((msg_agent_list_processes_t *)r->body)->container_id, c->id);
+    struct op *op = op_new(rt, m, c);
+    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_processes, op) < 0) {
+        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+static void on_stats_reply(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    msg_agent_stats_t *s = MSG_BODY(*reply, AGENT_STATS, agent_stats);
+    if ((*reply)->status || !s) {
+        reply_from(a, op->req, *reply, "stats");
+        op_free(op);
+        return;
+    }
+    /* runc's `events --stats` data object, filled from cgroup v2 numbers */
+    json_t *d = json_pack(
+        "{s:{s:{s:I,s:I,s:I}},s:{s:{s:I,s:I},s:I},s:{s:I},s:{s:[{s:s,s:I},{s:s,s:I}]}}", "cpu",
+        "usage", "total", (json_int_t)(s->cpu_usage_usec * 1000), "user",
+        (json_int_t)(s->cpu_user_usec * 1000), "kernel", (json_int_t)(s->cpu_system_usec * 1000),
+        "memory", "usage", "usage", (json_int_t)s->memory_current, "limit",
+        (json_int_t)s->memory_max, "cache", (json_int_t)0, "pids", "current",
+        (json_int_t)s->pids_current, "blkio", "ioServiceBytesRecursive", "op", "Read", "value",
+        (json_int_t)s->io_read_bytes, "op", "Write", "value", (json_int_t)s->io_write_bytes);
+    char *text = d ? json_dumps(d, JSON_COMPACT) : NULL;
+    json_decref(d);
+    msg_t *r = msg_new_reply(op->req, MSG_RT_STATS);
+    msg_set_str(&((msg_rt_stats_t *)r->body)->id, op->c->id);
+    msg_set_str(&((msg_rt_stats_t *)r->body)->data, text ? text : "{}");
+    free(text);
+    actor_reply(a, op->req, &r);
+    op_free(op);
+}
+
+static void on_stats(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    struct ctr *c = need(rt, a, *m, ((msg_rt_stats_get_t *)(*m)->body)->id);
+    if (!c)
+        return;
+    if (c->state == C_STOPPED || rt->sb != SB_READY) {
+        actor_reply_error(a, *m, ESRCH, "container with id %s is not running", c->id);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_STATS_CONTAINER);
+    msg_set_str(&((msg_agent_stats_container_t *)r->body)->container_id, c->id);
+    struct op *op = op_new(rt, m, c);
+    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_stats_reply, op) < 0) {
+        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
+}
+
+/* ---- exits and waits ------------------------------------------------------------------- */
+
+static void answer_wait(actor_t *a, const msg_t *req, const char *cid, const char *exec_id,
+                        int64_t status, uint64_t at)
+{
+    msg_t *r = msg_new_reply(req, MSG_RT_EXITED);
+    msg_rt_exited_t *b = r->body;
+    msg_set_str(&b->id, cid);
+    msg_set_str(&b->exec_id, exec_id);
+    b->status = status;
+    b->exited_at_ns = at;
+    actor_reply(a, req, &r);
+}
+
+static void on_wait(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_wait_t *b = (*m)->body;
+    struct ctr *c = need(rt, a, *m, b->id);
+    if (!c)
+        return;
+    if (!b->exec_id[0] && c->exited) {
+        answer_wait(a, *m, c->id, "", c->exit_status, c->exited_at_ns);
+        return;
+    }
+    for (struct exited_exec *e = c->execs; e; e = e->next)
+        if (!strcmp(e->exec_id, b->exec_id)) {
+            answer_wait(a, *m, c->id, e->exec_id, e->status, e->at_ns);
+            return;
+        }
+    struct waiter *w = calloc(1, sizeof *w);
+    snprintf(w->cid, sizeof w->cid, "%s", c->id);
+    snprintf(w->exec_id, sizeof w->exec_id, "%s", b->exec_id);
+    w->req = *m;
+    *m = NULL;
+    w->next = rt->waiters;
+    rt->waiters = w;
+}
+
+static void process_exited(struct rt *rt, const char *cid, const char *exec_id, int64_t status)
+{
+    struct ctr *c = find(rt, cid);
+    if (!c)
+        return;
+    uint64_t at = now_ns();
+    if (!exec_id[0]) {
+        if (c->exited)
+            return;
+        c->exited = true;
+        c->exit_status = status;
+        c->exited_at_ns = at;
+        free(c->exited_at);
+        c->exited_at = persist_time_now();
+        log_info("container %s exited with status %lld", cid, (long long)status);
+        set_state(rt, c, C_STOPPED);
+    } else {
+        struct exited_exec *e = calloc(1, sizeof *e);
+        snprintf(e->exec_id, sizeof e->exec_id, "%s", exec_id);
+        e->status = status;
+        e->at_ns = at;
+        e->next = c->execs;
+        c->execs = e;
+    }
+    for (struct waiter **pp = &rt->waiters; *pp;) {
+        struct waiter *w = *pp;
+        if (!strcmp(w->cid, cid) && !strcmp(w->exec_id, exec_id)) {
+            answer_wait(rt->self, w->req, cid, exec_id, status, at);
+            *pp = w->next;
+            msg_destroy(&w->req);
+            free(w);
+            continue;
+        }
+        pp = &w->next;
+    }
+    msg_t *ev = msg_new(MSG_RT_EXITED);
+    msg_rt_exited_t *b = ev->body;
+    msg_set_str(&b->id, cid);
+    msg_set_str(&b->exec_id, exec_id);
+    b->status = status;
+    b->exited_at_ns = at;
+    err_t err = ERR_INIT;
+    actor_publish(rt->self, &ev, &err);
+    err_clear(&err);
+}
+
+static void on_agent_exited(actor_t *a, msg_t **m, void *state)
+{
+    msg_agent_exited_t *b = (*m)->body;
+    process_exited(state, b->container_id, b->exec_id, b->status);
+}
+
+static void on_agent_oom(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_agent_oom_t *b = (*m)->body;
+    if (!find(rt, b->container_id))
+        return;
+    msg_t *ev = msg_new(MSG_RT_OOM);
+    msg_set_str(&((msg_rt_oom_t *)ev->body)->id, b->container_id);
+    err_t err = ERR_INIT;
+    actor_publish(a, &ev, &err);
+    err_clear(&err);
+}
+
+/* The VM or the agent is gone: every process is gone with it. */
+static void sandbox_lost(struct rt *rt, const char *why)
+{
+    if (rt->sb == SB_STOPPING || rt->sb == SB_STOPPED)
+        return;
+    log_error("sandbox %s lost: %s", rt->sandbox_id, why);
+    bool booting = rt->sb == SB_BOOTING;
+    rt->sb = SB_FAILED;
+    save_sandbox(rt);
+    if (booting)
+        boot_failed(rt, why);
+    for (struct ctr *c = rt->ctrs; c; c = c->next) {
+        if (c->state != C_STOPPED)
+            process_exited(rt, c->id, "", 255);
+    }
+    /* pending exec waits: nobody will report them any more */
+    while (rt->waiters) {
+        struct waiter *w = rt->waiters;
+        rt->waiters = w->next;
+        answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, now_ns());
+        msg_destroy(&w->req);
+        free(w);
+    }
+}
+
+static void on_agent_lost(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    char why[300];
+    snprintf(why, sizeof why, "agent channel lost: %s", ((msg_agent_lost_t *)(*m)->body)->reason);
+    sandbox_lost(rt, why);
+}
+
+static void on_hv_exited(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_hv_exited_t *b = (*m)->body;
+    rt->vmm_pid = 0;
+    if (rt->sb == SB_STOPPING || rt->sb == SB_STOPPED)
+        return;
+    char why[300];
+    snprintf(why, sizeof why, "VM exited: %s", b->reason);
+    sandbox_lost(rt, why);
+}
+
+/* ---- delete ---------------------------------------------------------------------------- */
+
+static void delete_finish(struct op *op)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    err_t err = ERR_INIT;
+    if (persist_container_remove(rt->store, rt->sandbox_id, c->id, &err) < 0) {
+        log_warn("remove state of %s: %s, ignoring", c->id, err_str(&err));
+        err_clear(&err);
+    }
+    for (struct waiter **pp = &rt->waiters; *pp;) {
+        struct waiter *w = *pp;
+        if (!strcmp(w->cid, c->id)) {
+            answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, now_ns());
+            *pp = w->next;
+            msg_destroy(&w->req);
+            free(w);
+            continue;
+        }
+        pp = &w->next;
+    }
+    log_info("container %s deleted", c->id);
+    unlink_ctr(rt, c);
+    ctr_free(c);
+    if (!rt->ctrs) {
+        /* the last one: the sandbox goes too, and answers the delete */
+        shutdown_sandbox(rt, &op->req);
+        op_free(op);
+        return;
+    }
+    save_sandbox(rt);
+    reply_ok(rt->self, op->req, ((msg_rt_delete_t *)op->req->body)->id);
+    op_free(op);
+}
+
+static void on_removed(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    if ((*reply)->status)
+        log_warn("remove %s in the guest: %s, ignoring", op->c->id,
+                 (*reply)->status_text ? (*reply)->status_text : "");
+    delete_finish(op);
+}
+
+static void on_delete(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_delete_t *b = (*m)->body;
+    struct ctr *c = need(rt, a, *m, b->id);
+    if (!c)
+        return;
+    if (!b->force && (c->state == C_RUNNING || c->state == C_PAUSED)) {
+        actor_reply_error(a, *m, EBUSY, "cannot delete container %s that is not stopped: %s",
+                          c->id, c_names[c->state]);
+        return;
+    }
+    struct op *op = op_new(rt, m, c);
+    if (rt->sb != SB_READY) {
+        delete_finish(op);
+        return;
+    }
+    /* remove_container kills what still runs and waits for it */
+    msg_t *r = msg_new(MSG_AGENT_REMOVE_CONTAINER);
+    msg_set_str(&((msg_agent_remove_container_t *)r->body)->container_id, c->id);
+    ((msg_agent_remove_container_t *)r->body)->timeout_ms = REMOVE_TIMEOUT_MS;
+    if (request(rt, "agent", &r, REMOVE_TIMEOUT_MS + 5000, on_removed, op) < 0)
+        delete_finish(op);
+}
+
+static void on_shutdown(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    for (struct ctr *c = rt->ctrs; c; c = c->next)
+        persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
+    shutdown_sandbox(rt, m);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------- */
+
+static int init(actor_t *a, void *state, err_t *err)
+{
+    struct rt *rt = state;
+    rt->self = a;
+    log_set_sandbox(rt->sandbox_id);
+    rt->created = persist_time_now();
+    save_sandbox(rt);
+    return 0;
+}
+
+static void fini(actor_t *a, void *state)
+{
+    struct rt *rt = state;
+    for (int i = 0; i < rt->nqueued; i++)
+        msg_destroy(&rt->queued[i]);
+    while (rt->waiters) {
+        struct waiter *w = rt->waiters;
+        rt->waiters = w->next;
+        msg_destroy(&w->req);
+        free(w);
+    }
+    while (rt->ctrs) {
+        struct ctr *c = rt->ctrs;
+        rt->ctrs = c->next;
+        ctr_free(c);
+    }
+    msg_destroy(&rt->shutdown_req);
+    persist_store_destroy(&rt->store);
+    free(rt->created);
+    free(rt);
+}
+
+static const actor_handler_t handlers[] = {
+    {MSG_RT_CREATE, on_create},
+    {MSG_RT_START, on_start},
+    {MSG_RT_KILL, on_kill},
+    {MSG_RT_DELETE, on_delete},
+    {MSG_RT_EXEC, on_exec},
+    {MSG_RT_PAUSE, on_pause},
+    {MSG_RT_RESUME, on_resume},
+    {MSG_RT_PS, on_ps},
+    {MSG_RT_UPDATE, on_update},
+    {MSG_RT_STATS_GET, on_stats},
+    {MSG_RT_WAIT, on_wait},
+    {MSG_RT_SHUTDOWN, on_shutdown},
+    {MSG_AGENT_EXITED, on_agent_exited},
+    {MSG_AGENT_OOM, on_agent_oom},
+    {MSG_AGENT_LOST, on_agent_lost},
+    {MSG_HV_EXITED, on_hv_exited},
+    {MSG_NONE, NULL},
+};
+
+static const char *const subscriptions[] = {"agent.exited", "agent.oom", "agent.lost", "hv.exited",
+                                            NULL};
+
+static const actor_def_t def = {.name = RT_ACTOR_NAME,
+                                .handlers = handlers,
+                                .subscribe = subscriptions,
+                                .init = init,
+                                .fini = fini};
+
+int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out,
+                   err_t *err)
+{
+    struct rt *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return err_make(err, ENOMEM, "runtime: out of memory");
+    rt->cfg = ro->cfg;
+    rt->done_fd = ro->done_fd;
+    snprintf(rt->root, sizeof rt->root, "%s", ro->root);
+    snprintf(rt->sandbox_id, sizeof rt->sandbox_id, "%s", ro->sandbox_id);
+    snprintf(rt->dir, sizeof rt->dir, "%s/%s", ro->root, ro->sandbox_id);
+    int r = persist_store_open(ro->root, &rt->store, err);
+    if (r < 0) {
+        free(rt);
+        return r;
+    }
+    return actor_start(&def, rt, opts, out, err);
+}

@@ -1,0 +1,152 @@
+#include "services/daemon.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "actors/client.h"
+#include "actors/hypervisor_actor.h"
+#include "actors/runtime_actor.h"
+#include "agent/agent_actor.h"
+#include "bus/bus.h"
+#include "common/config.h"
+#include "common/log.h"
+
+#define SHUTDOWN_TIMEOUT_MS 30000
+
+static char *agent_binary_for(const char *exe)
+{
+    char self[PATH_MAX];
+    if (!exe) {
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0)
+            return NULL;
+        self[n] = 0;
+        exe = self;
+    }
+    char *dir = strdup(exe), *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    char *path = NULL;
+    if (asprintf(&path, "%s/husk-agent", dir) < 0)
+        path = NULL;
+    free(dir);
+    return path;
+}
+
+/* Asks the runtime to shut the sandbox down (VM, resources, state). */
+static void request_shutdown(bus_t *bus)
+{
+    bus_client_t *c = NULL;
+    err_t err = ERR_INIT;
+    if (bus_client_new(bus_ipc_endpoint(bus), "daemon-signal", &c, &err) < 0) {
+        log_error("shutdown: %s", err_str(&err));
+        err_clear(&err);
+        return;
+    }
+    msg_t *m = msg_new(MSG_RT_SHUTDOWN), *reply = NULL;
+    if (bus_client_call(c, RT_ACTOR_NAME, &m, SHUTDOWN_TIMEOUT_MS, &reply, &err) < 0)
+        log_error("shutdown: %s", err_str(&err));
+    err_clear(&err);
+    msg_destroy(&reply);
+    bus_client_destroy(&c);
+}
+
+int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
+{
+    /* signals arrive on a signalfd; every thread inherits the mask */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    log_set_sandbox(o->sandbox_id);
+    log_set_component("daemon");
+
+    cfg_t *cfg = NULL;
+    bus_t *bus = NULL;
+    actor_t *hv = NULL, *rt = NULL;
+    agent_actor_t *agent = NULL;
+    char *agent_bin = NULL;
+    int done_fd = -1, sig_fd = -1, rc;
+    char dir[PATH_MAX];
+
+    if ((rc = cfg_load(o->config_path, &cfg, err)) < 0)
+        goto out;
+    if (mkdir(o->root, 0700) < 0 && errno != EEXIST) {
+        rc = err_errno(err, "create runtime root %s", o->root);
+        goto out;
+    }
+    snprintf(dir, sizeof dir, "%s/%s", o->root, o->sandbox_id);
+    bus_opts_t bo = {.dir = dir, .name = o->sandbox_id};
+    if ((rc = bus_new(&bo, &bus, err)) < 0)
+        goto out;
+    done_fd = eventfd(0, EFD_CLOEXEC);
+    sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+    agent_bin = agent_binary_for(o->exe);
+    if (done_fd < 0 || sig_fd < 0 || !agent_bin) {
+        rc = err_errno(err, "daemon set-up");
+        goto out;
+    }
+    actor_opts_t ao = {.zctx = bus_context(bus), .endpoint = bus_endpoint(bus),
+                       .sandbox = o->sandbox_id};
+    if ((rc = hv_actor_start(&ao, cfg, agent_bin, &hv, err)) < 0)
+        goto out;
+    agent_actor_opts_t aopts = {.fd = -1};
+    if ((rc = agent_actor_start(&ao, &aopts, &agent, err)) < 0)
+        goto out;
+    rt_actor_opts_t ro = {.cfg = cfg, .root = o->root, .sandbox_id = o->sandbox_id,
+                          .done_fd = done_fd};
+    if ((rc = rt_actor_start(&ao, &ro, &rt, err)) < 0)
+        goto out;
+    log_info("sandbox daemon up: backend %s, bus %s", cfg->backend ? cfg->backend : "qemu",
+             bus_ipc_endpoint(bus));
+    if (o->ready)
+        o->ready(o->ready_arg);
+
+    bool shutting = false;
+    for (;;) {
+        struct pollfd p[2] = {{done_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[0].revents)
+            break;
+        if (p[1].revents) {
+            struct signalfd_siginfo si;
+            if (read(sig_fd, &si, sizeof si) == sizeof si)
+                log_info("signal %u: shutting the sandbox down", si.ssi_signo);
+            if (!shutting) {
+                shutting = true;
+                request_shutdown(bus); /* the runtime signals done_fd when finished */
+            } else {
+                break; /* a second signal: leave now */
+            }
+        }
+    }
+    rc = 0;
+out:
+    actor_stop(&rt, 5000);
+    agent_actor_stop(&agent, 5000);
+    actor_stop(&hv, 10000); /* its fini kills the VM if it still runs */
+    bus_destroy(&bus);
+    if (done_fd >= 0)
+        close(done_fd);
+    if (sig_fd >= 0)
+        close(sig_fd);
+    free(agent_bin);
+    cfg_destroy(&cfg);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* daemon: the sandbox daemon behind the husk CLI.
+ *
+ * One process per sandbox: a bus with ipc endpoints in <root>/<sandbox-id>/
+ * (bus.sock, tap.sock) and the actors runtime, hypervisor and agent.  The
+ * CLI starts it on the first create of a sandbox (`husk __daemon ID`) and
+ * talks to it over bus.sock.  It runs until the sandbox is gone (its last
+ * container deleted, or rt.shutdown), or SIGTERM/SIGINT, which shuts the
+ * sandbox down first. */
+#ifndef HUSK_DAEMON_H
+#define HUSK_DAEMON_H
+
+#include "common/err.h"
+
+typedef struct svc_daemon_opts {
+    const char *root;        /* runtime root, e.g. /run/husk */
+    const char *sandbox_id;  /* the sandbox this daemon serves */
+    const char *config_path; /* --config, or NULL for the usual resolution */
+    const char *exe;         /* path of the running husk binary (finds husk-agent); NULL = /proc/self/exe */
+    void (*ready)(void *arg); /* called once the bus and actors are up (e.g. to signal the parent) */
+    void *ready_arg;
+} svc_daemon_opts_t;
+
+/* Runs the daemon; returns 0 after an orderly end, < 0 when it could not
+ * start or shut down cleanly. */
+int svc_daemon_run(const svc_daemon_opts_t *opts, err_t *err);
+
+#endif
