@@ -68,7 +68,7 @@ BENCH_BINS := $(BENCH_SRCS:tests/bench/%.c=$(B)/bench/%)
 TEST_TIMEOUT ?= 300
 
 .PHONY: all lib test unit e2e bench deps coverage format clean guest check
-all: $(LIBS) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS) guest
+all: $(LIBS) $(PROG_BINS) $(UNIT_BINS) $(HELPER_BINS) $(BENCH_BINS) $(if $(SAN_FLAGS),,guest)
 
 lib: $(LIB)
 
