@@ -18,17 +18,27 @@
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/store.h"
+#include "runtimes/state.h"
 
 #define HV_TIMEOUT_MS     60000 /* a TCG boot takes seconds; a cold one more */
 #define AGENT_TIMEOUT_MS  30000
 #define CONNECT_TIMEOUT_MS 60000
 #define REMOVE_TIMEOUT_MS 10000
 
-enum sb_state { SB_NEW = 0, SB_BOOTING, SB_READY, SB_STOPPING, SB_STOPPED, SB_FAILED };
-static const char *const sb_names[] = {"new", "booting", "ready", "stopping", "stopped", "failed"};
-
-enum c_state { C_CREATING = 0, C_CREATED, C_RUNNING, C_PAUSED, C_STOPPED };
-static const char *const c_names[] = {"creating", "created", "running", "paused", "stopped"};
+/* short names for the state machine (runtimes/state.h) */
+#define SB_NEW      RT_SB_NEW
+#define SB_BOOTING  RT_SB_BOOTING
+#define SB_READY    RT_SB_READY
+#define SB_STOPPING RT_SB_STOPPING
+#define SB_STOPPED  RT_SB_STOPPED
+#define SB_FAILED   RT_SB_FAILED
+#define C_CREATING  RT_CT_CREATING
+#define C_CREATED   RT_CT_CREATED
+#define C_RUNNING   RT_CT_RUNNING
+#define C_PAUSED    RT_CT_PAUSED
+#define C_STOPPED   RT_CT_STOPPED
+#define sb_name(s)  rt_sandbox_state_name(s)
+#define c_name(s)   rt_container_state_name(s)
 
 struct waiter {
     char cid[RT_ID_MAX + 1], exec_id[RT_ID_MAX + 1];
@@ -45,7 +55,7 @@ struct exited_exec {
 
 struct ctr {
     char id[RT_ID_MAX + 1];
-    enum c_state state;
+    rt_container_state_t state;
     char *bundle, *rootfs, *pid_file, *created, *exited_at;
     oci_spec_t *spec;
     pid_t proxy_pid;
@@ -65,7 +75,7 @@ struct rt {
     char sandbox_id[RT_ID_MAX + 1];
     int done_fd;
     bool done_signalled;
-    enum sb_state sb;
+    rt_sandbox_state_t sb;
     char backend[32], agent_socket[PATH_MAX];
     pid_t vmm_pid;
     char *created;
@@ -116,7 +126,7 @@ static void save_sandbox(struct rt *rt)
 {
     persist_sandbox_t sb = {0};
     sb.id = rt->sandbox_id;
-    sb.state = (char *)sb_names[rt->sb];
+    sb.state = (char *)sb_name(rt->sb);
     sb.created = rt->created;
     sb.daemon_pid = getpid();
     err_t err = ERR_INIT;
@@ -152,7 +162,7 @@ static int save_container(struct rt *rt, struct ctr *c, err_t *err)
     pc.sandbox_id = rt->sandbox_id;
     pc.bundle = c->bundle;
     pc.rootfs = c->rootfs;
-    pc.state = (char *)c_names[c->state];
+    pc.state = (char *)c_name(c->state);
     pc.created = c->created;
     pc.init_pid = c->proxy_pid;
     err_t e2 = ERR_INIT;
@@ -178,6 +188,38 @@ static int save_container(struct rt *rt, struct ctr *c, err_t *err)
 }
 
 /* ---- helpers --------------------------------------------------------------- */
+
+/* Moves the sandbox through its state machine; an illegal move is a bug
+ * worth a log line, and the state stays. */
+static bool sb_move(struct rt *rt, rt_sandbox_event_t ev)
+{
+    rt_sandbox_state_t next;
+    err_t err = ERR_INIT;
+    if (rt_sandbox_next(rt->sb, ev, &next, &err) < 0) {
+        log_warn("sandbox %s: %s", rt->sandbox_id, err_str(&err));
+        err_clear(&err);
+        return false;
+    }
+    rt->sb = next;
+    return true;
+}
+
+/* Checks a container event against the state machine; on refusal answers
+ * req with runc's words and returns false. */
+static bool ct_allowed(actor_t *a, const msg_t *req, const struct ctr *c, rt_container_event_t ev,
+                       rt_container_state_t *next)
+{
+    rt_container_state_t n;
+    err_t err = ERR_INIT;
+    if (rt_container_next(c->state, ev, c->id, &n, &err) < 0) {
+        actor_reply_error(a, req, err.code ? err.code : EINVAL, "%s", err_str(&err));
+        err_clear(&err);
+        return false;
+    }
+    if (next)
+        *next = n;
+    return true;
+}
 
 static struct ctr *find(struct rt *rt, const char *id)
 {
@@ -229,18 +271,18 @@ static void publish_state(struct rt *rt, struct ctr *c)
 {
     msg_t *m = msg_new(MSG_RT_STATE_CHANGED);
     msg_set_str(&((msg_rt_state_changed_t *)m->body)->id, c->id);
-    msg_set_str(&((msg_rt_state_changed_t *)m->body)->state, c_names[c->state]);
+    msg_set_str(&((msg_rt_state_changed_t *)m->body)->state, c_name(c->state));
     err_t err = ERR_INIT;
     actor_publish(rt->self, &m, &err);
     err_clear(&err);
 }
 
-static void set_state(struct rt *rt, struct ctr *c, enum c_state s)
+static void set_state(struct rt *rt, struct ctr *c, rt_container_state_t s)
 {
     c->state = s;
     err_t err = ERR_INIT;
     if (save_container(rt, c, &err) < 0)
-        log_error("container %s: save state %s: %s", c->id, c_names[s], err_str(&err));
+        log_error("container %s: save state %s: %s", c->id, c_name(s), err_str(&err));
     err_clear(&err);
     publish_state(rt, c);
 }
@@ -312,7 +354,7 @@ static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
 
 static void finish_shutdown(struct rt *rt)
 {
-    rt->sb = SB_STOPPED;
+    sb_move(rt, RT_SB_EV_STOPPED);
     err_t err = ERR_INIT;
     if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
         log_error("remove sandbox state: %s", err_str(&err));
@@ -372,7 +414,7 @@ static void shutdown_sandbox(struct rt *rt, msg_t **req)
     if (rt->sb == SB_STOPPING || rt->sb == SB_STOPPED)
         return;
     bool agent_up = rt->sb == SB_READY;
-    rt->sb = SB_STOPPING;
+    sb_move(rt, RT_SB_EV_STOP);
     save_sandbox(rt);
     if (agent_up) {
         msg_t *m = msg_new(MSG_AGENT_DESTROY_SANDBOX);
@@ -389,7 +431,7 @@ static void create_container(struct rt *rt, msg_t **req);
 static void boot_failed(struct rt *rt, const char *why)
 {
     log_error("sandbox %s failed to boot: %s", rt->sandbox_id, why);
-    rt->sb = SB_FAILED;
+    sb_move(rt, RT_SB_EV_FAIL);
     for (int i = 0; i < rt->nqueued; i++) {
         actor_reply_error(rt->self, rt->queued[i], EIO, "sandbox %s: %s", rt->sandbox_id, why);
         msg_destroy(&rt->queued[i]);
@@ -401,7 +443,7 @@ static void boot_failed(struct rt *rt, const char *why)
 
 static void boot_done(struct rt *rt)
 {
-    rt->sb = SB_READY;
+    sb_move(rt, RT_SB_EV_BOOTED);
     save_sandbox(rt);
     log_info("sandbox %s ready (%s)", rt->sandbox_id, rt->backend);
     int n = rt->nqueued;
@@ -464,7 +506,7 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
 
 static void boot(struct rt *rt)
 {
-    rt->sb = SB_BOOTING;
+    sb_move(rt, RT_SB_EV_BOOT);
     snprintf(rt->backend, sizeof rt->backend, "%s", rt->cfg->backend ? rt->cfg->backend : "qemu");
     save_sandbox(rt);
     msg_t *m = msg_new(MSG_HV_START);
@@ -511,7 +553,7 @@ static void create_container(struct rt *rt, msg_t **req)
     msg_rt_create_t *b = (*req)->body;
     err_t err = ERR_INIT;
     if (rt->sb == SB_FAILED || rt->sb == SB_STOPPING || rt->sb == SB_STOPPED) {
-        actor_reply_error(a, *req, EIO, "sandbox %s is %s", rt->sandbox_id, sb_names[rt->sb]);
+        actor_reply_error(a, *req, EIO, "sandbox %s is %s", rt->sandbox_id, sb_name(rt->sb));
         return;
     }
     if (rt->sb == SB_NEW || rt->sb == SB_BOOTING) {
@@ -608,8 +650,9 @@ static void on_started(actor_t *a, msg_t **reply, void *arg)
     if ((*reply)->status) {
         reply_from(a, op->req, *reply, "start container");
     } else {
-        if (op->c->state == C_CREATED)
-            set_state(op->rt, op->c, C_RUNNING);
+        rt_container_state_t next;
+        if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0)
+            set_state(op->rt, op->c, next);
         reply_ok(a, op->req, op->c->id);
     }
     op_free(op);
@@ -621,20 +664,8 @@ static void on_start(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, ((msg_rt_start_t *)(*m)->body)->id);
     if (!c)
         return;
-    switch (c->state) {
-    case C_CREATED: break;
-    case C_RUNNING:
-    case C_PAUSED:
-        actor_reply_error(a, *m, EBUSY, "cannot start an already running container");
+    if (!ct_allowed(a, *m, c, RT_CT_EV_START, NULL))
         return;
-    case C_STOPPED:
-        actor_reply_error(a, *m, EINVAL, "cannot start a container that has stopped");
-        return;
-    default:
-        actor_reply_error(a, *m, EINVAL, "cannot start a container in the %s state",
-                          c_names[c->state]);
-        return;
-    }
     msg_t *r = msg_new(MSG_AGENT_START_CONTAINER);
     msg_set_str(&((msg_agent_start_container_t *)r->body)->container_id, c->id);
     struct op *op = op_new(rt, m, c);
@@ -652,7 +683,7 @@ static void on_simple(actor_t *a, msg_t **reply, void *arg)
         reply_from(a, op->req, *reply, msg_type_name(op->req->type));
     } else {
         if (op->step >= 0 && op->c)
-            set_state(op->rt, op->c, (enum c_state)op->step);
+            set_state(op->rt, op->c, (rt_container_state_t)op->step);
         reply_ok(a, op->req, op->c ? op->c->id : "");
     }
     op_free(op);
@@ -675,7 +706,9 @@ static void on_kill(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, b->id);
     if (!c)
         return;
-    if (c->state == C_STOPPED || c->state == C_CREATING || rt->sb != SB_READY) {
+    if (!ct_allowed(a, *m, c, RT_CT_EV_KILL, NULL))
+        return;
+    if (rt->sb != SB_READY) {
         actor_reply_error(a, *m, ESRCH, "container not running");
         return;
     }
@@ -698,13 +731,12 @@ static void on_pause(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, ((msg_rt_pause_t *)(*m)->body)->id);
     if (!c)
         return;
-    if (c->state != C_RUNNING) {
-        actor_reply_error(a, *m, ESRCH, "container not running");
+    rt_container_state_t next;
+    if (!ct_allowed(a, *m, c, RT_CT_EV_PAUSE, &next))
         return;
-    }
     msg_t *r = msg_new(MSG_AGENT_PAUSE_CONTAINER);
     msg_set_str(&((msg_agent_pause_container_t *)r->body)->container_id, c->id);
-    forward(rt, m, c, &r, C_PAUSED);
+    forward(rt, m, c, &r, (int)next);
 }
 
 static void on_resume(actor_t *a, msg_t **m, void *state)
@@ -713,13 +745,12 @@ static void on_resume(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, ((msg_rt_resume_t *)(*m)->body)->id);
     if (!c)
         return;
-    if (c->state != C_PAUSED) {
-        actor_reply_error(a, *m, EINVAL, "container not paused");
+    rt_container_state_t next;
+    if (!ct_allowed(a, *m, c, RT_CT_EV_RESUME, &next))
         return;
-    }
     msg_t *r = msg_new(MSG_AGENT_RESUME_CONTAINER);
     msg_set_str(&((msg_agent_resume_container_t *)r->body)->container_id, c->id);
-    forward(rt, m, c, &r, C_RUNNING);
+    forward(rt, m, c, &r, (int)next);
 }
 
 static void on_update(actor_t *a, msg_t **m, void *state)
@@ -756,15 +787,8 @@ static void on_exec(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, b->id);
     if (!c)
         return;
-    if (c->state == C_STOPPED || c->state == C_CREATING) {
-        actor_reply_error(a, *m, ESRCH, "cannot exec in a stopped container");
+    if (!ct_allowed(a, *m, c, RT_CT_EV_EXEC, NULL))
         return;
-    }
-    if (c->state == C_PAUSED) {
-        actor_reply_error(a, *m, EBUSY,
-                          "cannot exec in a paused container (use --ignore-paused to override)");
-        return;
-    }
     if (!persist_id_valid(b->exec_id)) {
         actor_reply_error(a, *m, EINVAL, "invalid exec id `%s`", b->exec_id);
         return;
@@ -979,7 +1003,8 @@ static void sandbox_lost(struct rt *rt, const char *why)
         return;
     log_error("sandbox %s lost: %s", rt->sandbox_id, why);
     bool booting = rt->sb == SB_BOOTING;
-    rt->sb = SB_FAILED;
+    if (!booting)
+        sb_move(rt, rt->sb == SB_READY ? RT_SB_EV_VM_EXITED : RT_SB_EV_FAIL);
     save_sandbox(rt);
     if (booting)
         boot_failed(rt, why);
@@ -1069,11 +1094,8 @@ static void on_delete(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, b->id);
     if (!c)
         return;
-    if (!b->force && (c->state == C_RUNNING || c->state == C_PAUSED)) {
-        actor_reply_error(a, *m, EBUSY, "cannot delete container %s that is not stopped: %s",
-                          c->id, c_names[c->state]);
+    if (!ct_allowed(a, *m, c, b->force ? RT_CT_EV_DELETE_FORCE : RT_CT_EV_DELETE, NULL))
         return;
-    }
     struct op *op = op_new(rt, m, c);
     if (rt->sb != SB_READY) {
         delete_finish(op);
