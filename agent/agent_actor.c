@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent/frame.h"
@@ -530,15 +533,137 @@ static void on_request(actor_t *a, msg_t **mp, void *state)
     aa->npending++;
 }
 
+/* Watches a connected channel fd (taken). */
+static int chan_attach(struct agent_actor *aa, int fd, err_t *err)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (aa->rev)
+        event_free(aa->rev);
+    if (aa->wev)
+        event_free(aa->wev);
+    aa->fd = fd;
+    aa->wev_armed = false;
+    agent_frame_writer_reset(aa->writer);
+    agent_frame_reader_reset(aa->reader);
+    aa->rev = event_new(actor_base(aa->actor), fd, EV_READ | EV_PERSIST, on_read, aa);
+    aa->wev = event_new(actor_base(aa->actor), fd, EV_WRITE | EV_PERSIST, on_write, aa);
+    if (!aa->rev || !aa->wev || event_add(aa->rev, NULL) < 0)
+        return err_make(err, ENOMEM, "agent actor: cannot watch the channel");
+    aa->lost = false;
+    __atomic_store_n(&aa->cnt.lost, false, __ATOMIC_RELAXED);
+    return 0;
+}
+
 static int aa_init(actor_t *a, void *state, err_t *err)
 {
     struct agent_actor *aa = state;
     aa->actor = a;
-    aa->rev = event_new(actor_base(a), aa->fd, EV_READ | EV_PERSIST, on_read, aa);
-    aa->wev = event_new(actor_base(a), aa->fd, EV_WRITE | EV_PERSIST, on_write, aa);
-    if (!aa->rev || !aa->wev || event_add(aa->rev, NULL) < 0)
-        return err_make(err, ENOMEM, "agent actor: cannot watch the channel");
-    return 0;
+    if (aa->fd < 0) {
+        /* no channel yet: agent.connect brings one */
+        aa->lost = true;
+        snprintf(aa->lost_reason, sizeof aa->lost_reason, "not connected yet");
+        return 0;
+    }
+    int fd = aa->fd;
+    aa->fd = -1;
+    return chan_attach(aa, fd, err);
+}
+
+/* ---- agent.connect: the channel is a unix socket that listens already
+ * (qemu's chardev, or the local backend's); retry until it accepts, then
+ * answer with the guest's health check (so the answer means "agent up"). */
+
+struct connect_op {
+    struct agent_actor *aa;
+    msg_t *req;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    struct timespec deadline;
+    int timeout_ms;
+    struct event *retry;
+};
+
+static void connect_try(evutil_socket_t unused, short what, void *arg)
+{
+    struct connect_op *op = arg;
+    struct agent_actor *aa = op->aa;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, op->path, sizeof sa.sun_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int e = 0;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        e = errno;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        bool late = now.tv_sec > op->deadline.tv_sec ||
+                    (now.tv_sec == op->deadline.tv_sec && now.tv_nsec >= op->deadline.tv_nsec);
+        if ((e == ENOENT || e == ECONNREFUSED || e == EAGAIN) && !late) {
+            struct timeval tv = {0, 20000};
+            evtimer_add(op->retry, &tv);
+            return;
+        }
+        actor_reply_error(aa->actor, op->req, late ? ETIMEDOUT : e,
+                          "agent: connect to %s: %s", op->path,
+                          late ? "no answer in time" : strerror(e));
+        goto done;
+    }
+    err_t err = ERR_INIT;
+    if (chan_attach(aa, fd, &err) < 0) {
+        actor_reply_error(aa->actor, op->req, err.code, "%s", err_str(&err));
+        err_clear(&err);
+        goto done;
+    }
+    log_info("agent channel connected: %s", op->path);
+    /* the health check answers the connect request */
+    msg_t *check = msg_new(MSG_AGENT_CHECK);
+    check->id = op->req->id;
+    memcpy(check->from, op->req->from, sizeof check->from);
+    int saved = aa->o.request_timeout_ms;
+    aa->o.request_timeout_ms = op->timeout_ms;
+    on_request(aa->actor, &check, aa);
+    aa->o.request_timeout_ms = saved;
+    msg_destroy(&check);
+done:
+    event_free(op->retry);
+    msg_destroy(&op->req);
+    free(op);
+}
+
+static void on_connect(actor_t *a, msg_t **mp, void *state)
+{
+    struct agent_actor *aa = state;
+    msg_agent_connect_t *b = (*mp)->body;
+    if (!aa->lost) {
+        actor_reply_error(a, *mp, EISCONN, "agent: already connected");
+        return;
+    }
+    struct connect_op *op = calloc(1, sizeof *op);
+    if (!op || strlen(b->socket) >= sizeof op->path || b->socket[0] != '/') {
+        free(op);
+        actor_reply_error(a, *mp, EINVAL, "agent: connect: `%s` is not an absolute socket path",
+                          b->socket);
+        return;
+    }
+    op->aa = aa;
+    op->req = *mp;
+    *mp = NULL;
+    snprintf(op->path, sizeof op->path, "%s", b->socket);
+    op->timeout_ms = b->timeout_ms ? (int)b->timeout_ms : 30000;
+    clock_gettime(CLOCK_MONOTONIC, &op->deadline);
+    op->deadline.tv_sec += op->timeout_ms / 1000;
+    op->deadline.tv_nsec += (long)(op->timeout_ms % 1000) * 1000000L;
+    if (op->deadline.tv_nsec >= 1000000000L) {
+        op->deadline.tv_sec++;
+        op->deadline.tv_nsec -= 1000000000L;
+    }
+    op->retry = evtimer_new(actor_base(a), connect_try, op);
+    connect_try(-1, 0, op);
 }
 
 static void aa_fini(actor_t *a, void *state)
@@ -562,7 +687,7 @@ static void aa_fini(actor_t *a, void *state)
     streams_drop(aa, NULL);
 }
 
-static actor_handler_t handlers[N_REQ + 2];
+static actor_handler_t handlers[N_REQ + 3];
 static const char *const no_subs[] = {NULL};
 
 static void build_handlers(void)
@@ -571,6 +696,7 @@ static void build_handlers(void)
     for (size_t i = 0; i < N_REQ; i++)
         handlers[n++] = (actor_handler_t){reply_types[i].req, on_request};
     handlers[n++] = (actor_handler_t){MSG_AGENT_OUTPUT_ACK, on_request};
+    handlers[n++] = (actor_handler_t){MSG_AGENT_CONNECT, on_connect};
     handlers[n] = (actor_handler_t){MSG_NONE, NULL};
 }
 
@@ -579,29 +705,25 @@ int agent_actor_start(const actor_opts_t *bus, const agent_actor_opts_t *opts, a
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, build_handlers);
-    if (!opts || opts->fd < 0) {
-        if (opts && opts->fd >= 0)
-            close(opts->fd);
-        return err_make(err, EINVAL, "agent actor: no channel descriptor");
-    }
+    if (!opts)
+        return err_make(err, EINVAL, "agent actor: no options");
     struct agent_actor *aa = calloc(1, sizeof *aa);
     if (!aa) {
-        close(opts->fd);
+        if (opts->fd >= 0)
+            close(opts->fd);
         return err_make(err, ENOMEM, "agent actor: out of memory");
     }
     aa->o = *opts;
-    aa->fd = opts->fd;
+    aa->fd = opts->fd; /* -1: wait for agent.connect */
     snprintf(aa->name, sizeof aa->name, "%s", opts->name ? opts->name : AGENT_ACTOR_NAME);
     aa->o.name = aa->name;
-    int fl = fcntl(aa->fd, F_GETFL);
-    if (fl >= 0)
-        fcntl(aa->fd, F_SETFL, fl | O_NONBLOCK);
     aa->reader = agent_frame_reader_new(opts->frame_max);
     aa->writer = agent_frame_writer_new(opts->queue_max, opts->frame_max);
     if (!aa->reader || !aa->writer) {
         agent_frame_reader_destroy(&aa->reader);
         agent_frame_writer_destroy(&aa->writer);
-        close(aa->fd);
+        if (aa->fd >= 0)
+            close(aa->fd);
         free(aa);
         return err_make(err, ENOMEM, "agent actor: out of memory");
     }

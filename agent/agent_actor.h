@@ -47,7 +47,10 @@ typedef struct agent_actor agent_actor_t;
 
 typedef struct agent_actor_opts {
     const char *name;       /* bus identity; NULL = AGENT_ACTOR_NAME */
-    int fd;                 /* connected channel; ownership taken, even on failure */
+    int fd;                 /* connected channel (taken, even on failure), or -1: the
+                             * channel comes later with agent.connect {socket}, which
+                             * retries until the listening socket accepts and is
+                             * answered with the guest's agent.health */
     int request_timeout_ms; /* the actor's own wait for a guest answer; 0 = 30000 */
     size_t frame_max;       /* largest frame payload accepted; 0 = AGENT_FRAME_MAX */
     size_t queue_max;       /* bound of the send queue to the guest; 0 = AGENT_FRAME_QUEUE_MAX */
