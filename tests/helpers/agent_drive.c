@@ -2,7 +2,7 @@
  *
  *   agent_drive --agent PATH --bundle DIR [--log-level LEVEL]
  *   agent_drive --connect UNIX_SOCKET --rootfs GUEST_PATH --share-tag TAG
- *               --bundle DIR [--timeout-ms N]
+ *               --bundle DIR [--timeout-ms N] [--t0-ns REALTIME_NS]
  *
  * Local mode (the first form): starts husk-agent as PID 1 of fresh mount,
  * pid, ipc, uts and net namespaces over a socketpair (--channel-fd 3), a
@@ -497,6 +497,7 @@ int main(int argc, char **argv)
     const char *agent = NULL, *bundle = NULL, *connect_to = NULL, *tag = "share";
     const char *grootfs = NULL, *level = "warn";
     int timeout_ms = 120000;
+    unsigned long long t0_ns = 0; /* CLOCK_REALTIME of the VM start, for boot-to-ready */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--agent"))
             agent = argv[i + 1];
@@ -512,6 +513,8 @@ int main(int argc, char **argv)
             timeout_ms = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--log-level"))
             level = argv[i + 1];
+        else if (!strcmp(argv[i], "--t0-ns"))
+            t0_ns = strtoull(argv[i + 1], NULL, 10);
     }
     if (!bundle || (!agent && !connect_to) || (connect_to && !grootfs)) {
         fprintf(stderr, "usage: agent_drive --agent PATH --bundle DIR\n"
@@ -530,6 +533,13 @@ int main(int argc, char **argv)
         return 2;
     }
     double t_start = now_us();
+    if (t0_ns) { /* move the start back to when the caller started the VM */
+        struct timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        double ago = ((double)rt.tv_sec * 1e9 + rt.tv_nsec - (double)t0_ns) / 1e3;
+        if (ago > 0)
+            t_start -= ago;
+    }
     int chan = -1;
     pid_t child = -1;
     if (connect_to) {
