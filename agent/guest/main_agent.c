@@ -26,6 +26,7 @@
 #include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "agent/guest/agent.h"
@@ -200,6 +201,21 @@ int main(int argc, char **argv)
     } else if (!is_cgroup2(cg)) {
         fprintf(stderr, "husk-agent: --cgroup-root %s: not a cgroup v2 directory\n", cg);
         return 2;
+    }
+    /* The local backend hands over a listening socket (same shape as
+     * qemu's chardev): wait for the host to connect. */
+    int listening = 0;
+    socklen_t optlen = sizeof listening;
+    if (getsockopt(chan, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening) {
+        int c;
+        while ((c = accept4(chan, NULL, NULL, SOCK_CLOEXEC)) < 0 && errno == EINTR)
+            ;
+        if (c < 0) {
+            log_error("accept on the channel: %s", strerror(errno));
+            return 1;
+        }
+        close(chan);
+        chan = c;
     }
     agent_opts_t opts = {.channel_fd = chan, .root = root, .cgroup_root = cg};
     int rc = agent_serve(&opts, &err);

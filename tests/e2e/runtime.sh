@@ -1,0 +1,77 @@
+#!/bin/bash
+# The runtime through the bus (no CLI): a sandbox daemon, two busybox
+# containers, create/start/exec/pause/resume/ps/kill/delete, with the local
+# backend and, when the guest image exists, with qemu TCG.  Nothing may be
+# left behind: no agent or qemu process, mount or state directory.
+set -u
+B=${B:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DRIVE=$ROOT/$B/tests/helpers/rt_drive
+[ "$(id -u)" = 0 ] || { echo "skip: needs root"; exit 77; }
+[ -x "$DRIVE" ] && [ -x "$ROOT/$B/bin/husk-agent" ] || { echo "skip: rt_drive or husk-agent not built"; exit 77; }
+[ -x /bin/busybox ] || { echo "skip: busybox-static missing"; exit 77; }
+
+T=$(mktemp -d /tmp/husk-e2e-rt.XXXXXX)
+chmod 755 "$T"
+cleanup() {
+    for p in $(pgrep -f "$T" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    grep -q " $T" /proc/self/mountinfo && awk -v t="$T" '$5 ~ "^"t {print $5}' /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l
+    rm -rf "$T"
+}
+trap cleanup EXIT INT TERM
+
+mkbundle() { # dir args-json
+    local d=$1
+    mkdir -p "$d/rootfs"/{bin,proc,sys,dev,etc,tmp}
+    cp /bin/busybox "$d/rootfs/bin/busybox"
+    chroot "$d/rootfs" /bin/busybox --install -s /bin
+    cat > "$d/config.json" <<JSON
+{
+  "ociVersion": "1.0.2",
+  "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": $2,
+              "env": ["PATH=/bin", "TERM=xterm"], "cwd": "/",
+              "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
+              "noNewPrivileges": true},
+  "root": {"path": "rootfs", "readonly": false},
+  "hostname": "husk",
+  "mounts": [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+  ],
+  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+            "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]}
+}
+JSON
+}
+mkbundle "$T/b1" '["/bin/sh", "-c", "echo hello; exec sleep 60"]'
+mkbundle "$T/b2" '["/bin/sh", "-c", "echo second; exit 7"]'
+
+run_backend() { # backend
+    local be=$1
+    local root=$T/root-$be
+    mkdir -p "$root"
+    echo "# backend $be"
+    HUSK_HYPERVISOR=$be HUSK_BIN_DIR=$ROOT/$B/bin timeout 300 "$DRIVE" "$root" "sb-$be" "$T/b1" "$T/b2" \
+        | sed "s/^\(not \)\{0,1\}ok - /&$be: /"
+    if [ -n "$(pgrep -f "husk-agent.*$root" 2>/dev/null)" ] || pgrep -f "qemu-system.*$root" >/dev/null; then
+        echo "not ok - $be: processes left behind"
+    else
+        echo "ok - $be: no process left behind"
+    fi
+    if awk -v t="$root" 'index($5, t) == 1' /proc/self/mountinfo | grep -q .; then
+        echo "not ok - $be: mounts left behind"
+    else
+        echo "ok - $be: no mount left behind"
+    fi
+    [ "$(ls -A "$root" 2>/dev/null | grep -v daemon.log)" = "" ] && echo "ok - $be: no state left behind" \
+        || { echo "not ok - $be: state left behind: $(ls -A "$root")"; sed 's/^/#   /' "$root"/*.daemon.log | tail -30; }
+}
+
+run_backend local
+if [ -f "$ROOT/$B/guest/vmlinux" ] && command -v qemu-system-x86_64 >/dev/null; then
+    run_backend qemu
+else
+    echo "# qemu: no guest image in $B/guest, skipped"
+fi
