@@ -10,7 +10,11 @@
 
 #include "bus/bus.h"
 
+#define QUEUE_MAX 4096
+
 struct bus_client {
+    msg_t *queue[QUEUE_MAX]; /* received while waiting for a reply */
+    size_t qhead, qlen;
     void *ctx;
     void *sock;
     char name[MSG_NAME_MAX];
@@ -67,6 +71,11 @@ void bus_client_destroy(bus_client_t **cp)
     if (!cp || !*cp)
         return;
     bus_client_t *c = *cp;
+    while (c->qlen) {
+        msg_destroy(&c->queue[c->qhead]);
+        c->qhead = (c->qhead + 1) % QUEUE_MAX;
+        c->qlen--;
+    }
     if (c->sock)
         zmq_close(c->sock);
     if (c->ctx)
@@ -100,7 +109,34 @@ int bus_client_send(bus_client_t *c, const char *to, msg_t **mp, err_t *err)
     return rc;
 }
 
+/* Keeps a message that arrived while a call waited (oldest dropped when full). */
+static void enqueue(bus_client_t *c, msg_t **m)
+{
+    if (c->qlen == QUEUE_MAX) {
+        msg_destroy(&c->queue[c->qhead]);
+        c->qhead = (c->qhead + 1) % QUEUE_MAX;
+        c->qlen--;
+    }
+    c->queue[(c->qhead + c->qlen) % QUEUE_MAX] = *m;
+    c->qlen++;
+    *m = NULL;
+}
+
+static int recv_wire(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err);
+
 int bus_client_recv(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
+{
+    if (c->qlen) {
+        *out = c->queue[c->qhead];
+        c->queue[c->qhead] = NULL;
+        c->qhead = (c->qhead + 1) % QUEUE_MAX;
+        c->qlen--;
+        return 0;
+    }
+    return recv_wire(c, timeout_ms, out, err);
+}
+
+static int recv_wire(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
 {
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
@@ -166,7 +202,7 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
                             msg_type_name(type), timeout_ms);
         msg_t *m = NULL;
         err_t e2 = ERR_INIT;
-        rc = bus_client_recv(c, (int)left, &m, &e2);
+        rc = recv_wire(c, (int)left, &m, &e2);
         if (rc == -ETIMEDOUT) {
             err_clear(&e2);
             continue;
@@ -176,7 +212,10 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
             return rc;
         }
         if (m->reply_to != id) {
-            msg_destroy(&m); /* an event or a stale reply */
+            if (m->reply_to == 0)
+                enqueue(c, &m); /* an event: for bus_client_recv */
+            else
+                msg_destroy(&m); /* a stale reply */
             continue;
         }
         if (m->status) {

@@ -18,8 +18,8 @@ void bus_client_destroy(bus_client_t **c);
 /* Sends *req to `to` (takes ownership) and waits up to timeout_ms for its
  * reply; *reply is the caller's.  A reply with a non-zero status is
  * returned as an error (-status) with its text; *reply is then NULL.
- * Messages that are not the awaited reply (events, late replies) are
- * dropped. */
+ * Events that arrive meanwhile are kept (up to 4096) for bus_client_recv;
+ * stale replies are dropped. */
 int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms, msg_t **reply,
                     err_t *err);
 
