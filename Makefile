@@ -52,7 +52,8 @@ LIBS := $(GUEST_LIB) $(LIB)
 # Programs: name -> entry file (the first word decides whether it exists yet).
 PROG_husk-agent := agent/guest/main_agent.c
 PROG_husk-trace := tools/main_trace.c
-PROG_NAMES := husk-agent husk-trace
+PROG_husk := services/main_husk.c
+PROG_NAMES := husk-agent husk-trace husk
 PROGS := $(foreach p,$(PROG_NAMES),$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
 PROG_BINS := $(PROGS:%=$(B)/bin/%)
 prog_objs = $(addprefix $(B)/obj/,$(patsubst %.c,%.o,$(PROG_$(1))))
