@@ -54,6 +54,21 @@
 
 static int g_log_fd = -1; /* --log file, -1: stderr */
 
+/* Our own binary, for re-execs (`husk __daemon`, `husk __proxy`): the
+ * resolved path, so that ps shows "husk" rather than "exe". */
+static const char *self_exe(void)
+{
+    static char path[PATH_MAX];
+    if (!path[0]) {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (n <= 0 || access(path, X_OK) < 0)
+            snprintf(path, sizeof path, "/proc/self/exe");
+        else
+            path[n] = 0;
+    }
+    return path;
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 void cli_report_error(const cli_opts_t *o, const char *msg)
@@ -456,6 +471,7 @@ static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
     argv[n++] = "__daemon";
     argv[n++] = sb;
     argv[n] = NULL;
+    const char *exe = self_exe();
     pid_t pid = fork();
     if (pid < 0) {
         close(rp[0]);
@@ -478,7 +494,7 @@ static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
         dup2(rp[1], 3); /* dup2 clears close-on-exec */
         syscall(SYS_close_range, 4, ~0U, 0);
         setenv("HUSK_READY_FD", "3", 1);
-        execv("/proc/self/exe", (char *const *)argv);
+        execv(exe, (char *const *)argv);
         _exit(127);
     }
     close(rp[1]);
@@ -531,6 +547,7 @@ static int spawn_proxy(const cli_opts_t *o, const proxy_opts_t *po, proxy_proc_t
     for (char **t = tail; *t && n < 46; t++)
         argv[n++] = *t;
     argv[n] = NULL;
+    const char *exe = self_exe();
     pid_t pid = fork();
     if (pid == 0) {
         /* fresh exec: nothing of our zmq state survives; no stray fds */
@@ -539,7 +556,7 @@ static int spawn_proxy(const cli_opts_t *o, const proxy_opts_t *po, proxy_proc_t
         else
             fcntl(3, F_SETFD, 0);
         syscall(SYS_close_range, 4, ~0U, 0);
-        execv("/proc/self/exe", (char *const *)argv);
+        execv(exe, (char *const *)argv);
         _exit(255);
     }
     int e = errno;
@@ -752,6 +769,20 @@ static int do_create(cli_opts_t *o, bool detach, created_t *out, err_t *err)
     b->owner_uid = geteuid();
     if ((rc = rt_call(o->root, sb, &m, CREATE_TIMEOUT_MS, &reply, err)) < 0) {
         proxy_abort(&out->pp);
+        /* a sandbox left with no container is shut down (runc leaves
+         * nothing behind after a failed create) */
+        char **ids = NULL;
+        size_t n = 0;
+        err_t e3 = ERR_INIT;
+        if (kind == OCI_CRI_SANDBOX && persist_container_list(store, sb, &ids, &n, &e3) == 0 &&
+            n == 0) {
+            msg_t *s = msg_new(MSG_RT_SHUTDOWN), *r2 = NULL;
+            ((msg_rt_shutdown_t *)s->body)->timeout_ms = 10000;
+            rt_call(o->root, sb, &s, 15000, &r2, &e3);
+            msg_destroy(&r2);
+        }
+        err_clear(&e3);
+        persist_strv_free(ids);
         goto out;
     }
     msg_destroy(&reply);
