@@ -123,8 +123,8 @@ static int check_id(const char *what, const char *id, err_t *err)
 /* Names in a sandbox directory that a container id may not take. */
 static bool reserved_name(const char *id)
 {
-    static const char *const names[] = {SANDBOX_FILE, "shared", "bus.sock", "tap.sock",
-                                        "qmp.sock", "agent.sock", "console.log", NULL};
+    static const char *const names[] = {SANDBOX_FILE, "shared",     "bus.sock",    "tap.sock",
+                                        "qmp.sock",   "agent.sock", "console.log", NULL};
     for (size_t i = 0; names[i]; i++)
         if (strcmp(id, names[i]) == 0)
             return true;
@@ -204,8 +204,8 @@ int persist_store_open(const char *root, persist_store_t **out, err_t *err)
     const char *f = getenv("HUSK_PERSIST_FAIL");
     if (f && *f && parse_fault(f, &s->fault, &s->fault_count) < 0) {
         persist_store_destroy(&s);
-        return err_make(err, EINVAL,
-                        "HUSK_PERSIST_FAIL=`%s`: expected enospc|eio|crash[:count]", f);
+        return err_make(err, EINVAL, "HUSK_PERSIST_FAIL=`%s`: expected enospc|eio|crash[:count]",
+                        f);
     }
     int r = mkdir_p(s->root, 0700, err);
     if (r < 0) {
@@ -385,8 +385,8 @@ static int write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-static int write_atomic(persist_store_t *store, const char *dir, const char *name,
-                        const char *data, size_t len, err_t *err)
+static int write_atomic(persist_store_t *store, const char *dir, const char *name, const char *data,
+                        size_t len, err_t *err)
 {
     clean_stale_temps(dir, name);
     _cleanup_free_ char *tmp = xasprintf("%s/.%s.tmp.%d.XXXXXX", dir, name, (int)getpid());
@@ -728,8 +728,7 @@ static int check_sandbox(const persist_sandbox_t *sb, err_t *err)
                         sb->created);
     for (size_t i = 0; i < sb->n_containers; i++)
         if (!persist_id_valid(sb->containers[i]))
-            return err_make(err, EINVAL, "sandbox `%s`: invalid container id in the list",
-                            sb->id);
+            return err_make(err, EINVAL, "sandbox `%s`: invalid container id in the list", sb->id);
     if (sb->daemon_pid < 0 || sb->vmm_pid < 0)
         return err_make(err, EINVAL, "sandbox `%s`: negative pid", sb->id);
     return 0;
@@ -954,8 +953,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 /* Ids of subdirectories of dir holding file `file`. */
-static int list_with(const char *dir, const char *file, char ***ids_out, size_t *n_out,
-                     err_t *err)
+static int list_with(const char *dir, const char *file, char ***ids_out, size_t *n_out, err_t *err)
 {
     _cleanup_dir_ DIR *d = opendir(dir);
     if (!d) {
@@ -989,8 +987,7 @@ static int list_with(const char *dir, const char *file, char ***ids_out, size_t 
     return 0;
 }
 
-int persist_sandbox_list(const persist_store_t *store, char ***ids_out, size_t *n_out,
-                         err_t *err)
+int persist_sandbox_list(const persist_store_t *store, char ***ids_out, size_t *n_out, err_t *err)
 {
     return list_with(store->root, SANDBOX_FILE, ids_out, n_out, err);
 }
@@ -1028,15 +1025,14 @@ static int check_container(const persist_container_t *c, err_t *err)
     if (r < 0 || (r = check_id("sandbox", c->sandbox_id, err)) < 0)
         return r;
     if (reserved_name(c->id))
-        return err_make(err, EINVAL, "container id `%s` is reserved in a sandbox directory",
-                        c->id);
+        return err_make(err, EINVAL, "container id `%s` is reserved in a sandbox directory", c->id);
     if (!c->state || !*c->state)
         return err_make(err, EINVAL, "container `%s`: state is required", c->id);
     if (c->init_pid < 0)
         return err_make(err, EINVAL, "container `%s`: negative pid", c->id);
     if (c->created && !time_valid(c->created))
-        return err_make(err, EINVAL, "container `%s`: created `%s` is not an RFC 3339 time",
-                        c->id, c->created);
+        return err_make(err, EINVAL, "container `%s`: created `%s` is not an RFC 3339 time", c->id,
+                        c->created);
     if (c->exited_at && !time_valid(c->exited_at))
         return err_make(err, EINVAL, "container `%s`: exited_at `%s` is not an RFC 3339 time",
                         c->id, c->exited_at);
@@ -1065,8 +1061,8 @@ int persist_container_save(persist_store_t *store, const persist_container_t *c,
         return err_errno(err, "save container `%s`: stat `%s`", c->id, dir);
     if (!S_ISDIR(st.st_mode))
         return err_make(err, EEXIST,
-                        "save container `%s`: `%s` exists and is not a container directory",
-                        c->id, dir);
+                        "save container `%s`: `%s` exists and is not a container directory", c->id,
+                        dir);
     const char *bad_field = NULL;
     _cleanup_json_ json_t *o = container_to_json(c, &bad_field);
     if (bad_field)
@@ -1201,8 +1197,8 @@ int persist_container_remove(persist_store_t *store, const char *sandbox_id,
     return fsync_dir(sdir, err);
 }
 
-int persist_container_list(const persist_store_t *store, const char *sandbox_id,
-                           char ***ids_out, size_t *n_out, err_t *err)
+int persist_container_list(const persist_store_t *store, const char *sandbox_id, char ***ids_out,
+                           size_t *n_out, err_t *err)
 {
     _cleanup_free_ char *sdir = NULL;
     int r = persist_sandbox_dir(store, sandbox_id, &sdir, err);

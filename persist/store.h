@@ -45,7 +45,7 @@
 #define PERSIST_SCHEMA       1
 #define PERSIST_DEFAULT_ROOT "/run/husk"
 #define PERSIST_MAX_FILE     (4u << 20) /* larger state files are corrupt */
-#define PERSIST_MAX_ID       1024        /* longest sandbox/container id */
+#define PERSIST_MAX_ID       1024       /* longest sandbox/container id */
 
 typedef struct persist_store persist_store_t;
 typedef struct persist_lock persist_lock_t;
@@ -59,17 +59,17 @@ typedef struct persist_kv {
 /* One sandbox.  Every string is heap memory owned by the struct (NULL when
  * unset, except id and state which save requires). */
 typedef struct persist_sandbox {
-    char *id;           /* sandbox id (= its directory name) */
-    char *state;        /* rt_sandbox_state_name(): "new", "booting", "ready"... */
-    char *bundle;       /* bundle of the sandbox (first) container */
-    char *created;      /* RFC3339Nano UTC (persist_time_now) */
-    pid_t daemon_pid;   /* the sandbox daemon (shim or husk daemon); 0 = none */
+    char *id;              /* sandbox id (= its directory name) */
+    char *state;           /* rt_sandbox_state_name(): "new", "booting", "ready"... */
+    char *bundle;          /* bundle of the sandbox (first) container */
+    char *created;         /* RFC3339Nano UTC (persist_time_now) */
+    pid_t daemon_pid;      /* the sandbox daemon (shim or husk daemon); 0 = none */
     uint64_t daemon_start; /* its /proc/<pid>/stat field 22 (starttime) */
-    pid_t vmm_pid;      /* the VMM (qemu); 0 = none */
-    uint64_t vmm_start; /* its starttime */
-    char *hypervisor;   /* backend name: "qemu", "local"... */
-    char *agent_socket; /* host end of the agent channel */
-    char *netns;        /* network namespace path */
+    pid_t vmm_pid;         /* the VMM (qemu); 0 = none */
+    uint64_t vmm_start;    /* its starttime */
+    char *hypervisor;      /* backend name: "qemu", "local"... */
+    char *agent_socket;    /* host end of the agent channel */
+    char *netns;           /* network namespace path */
     persist_kv_t *annotations;
     size_t n_annotations;
     char **containers; /* container ids, in creation order */
@@ -78,17 +78,17 @@ typedef struct persist_sandbox {
 
 /* One container. */
 typedef struct persist_container {
-    char *id;           /* container id (= its directory name) */
-    char *sandbox_id;   /* owning sandbox (= the parent directory name) */
-    char *bundle;       /* absolute bundle path */
-    char *rootfs;       /* absolute host rootfs path */
-    char *state;        /* rt_container_state_name(): "creating", "created"... */
-    char *created;      /* RFC3339Nano UTC */
-    pid_t init_pid;     /* host pid of the container's init: the proxy process */
+    char *id;            /* container id (= its directory name) */
+    char *sandbox_id;    /* owning sandbox (= the parent directory name) */
+    char *bundle;        /* absolute bundle path */
+    char *rootfs;        /* absolute host rootfs path */
+    char *state;         /* rt_container_state_name(): "creating", "created"... */
+    char *created;       /* RFC3339Nano UTC */
+    pid_t init_pid;      /* host pid of the container's init: the proxy process */
     uint64_t init_start; /* its starttime (0 = unknown) */
-    bool exited;        /* exit_status and exited_at are meaningful */
-    int exit_status;    /* wait status as a shell reports it (128+sig) */
-    char *exited_at;    /* RFC3339Nano UTC, NULL until exited */
+    bool exited;         /* exit_status and exited_at are meaningful */
+    int exit_status;     /* wait status as a shell reports it (128+sig) */
+    char *exited_at;     /* RFC3339Nano UTC, NULL until exited */
     persist_kv_t *annotations;
     size_t n_annotations;
     uint32_t owner_uid; /* uid of the caller that created it */
@@ -144,8 +144,7 @@ int persist_sandbox_remove(persist_store_t *store, const char *sandbox_id, err_t
 /* The ids of the sandboxes that have a sandbox.json (directories without
  * one, e.g. half-created, are skipped), sorted.  Caller owns *ids_out
  * (persist_strv_free); *n_out gets the count. */
-int persist_sandbox_list(const persist_store_t *store, char ***ids_out, size_t *n_out,
-                         err_t *err);
+int persist_sandbox_list(const persist_store_t *store, char ***ids_out, size_t *n_out, err_t *err);
 
 /* Frees a sandbox record; accepts NULL and *NULL. */
 void persist_sandbox_free(persist_sandbox_t **sb_p);
@@ -168,8 +167,8 @@ int persist_container_remove(persist_store_t *store, const char *sandbox_id,
                              const char *container_id, err_t *err);
 
 /* The ids of a sandbox's containers that have a container.json, sorted. */
-int persist_container_list(const persist_store_t *store, const char *sandbox_id,
-                           char ***ids_out, size_t *n_out, err_t *err);
+int persist_container_list(const persist_store_t *store, const char *sandbox_id, char ***ids_out,
+                           size_t *n_out, err_t *err);
 
 /* Finds the sandbox holding container_id (container ids are unique on the
  * host, as with runc).  A sandbox whose id is container_id is found too

@@ -294,8 +294,8 @@ static void apply_limits(res_cgroup_t *cg, const char *parent, const res_cgroup_
         if (h->memory && want_mem) {
             snprintf(buf, sizeof buf, "%" PRId64, lim->memory_bytes);
             if ((r = write_ctl(h->path, "memory.limit_in_bytes", buf)) < 0)
-                warn(cg, "memory limit not applied: write `%s/memory.limit_in_bytes`: %s",
-                     h->path, strerror(-r));
+                warn(cg, "memory limit not applied: write `%s/memory.limit_in_bytes`: %s", h->path,
+                     strerror(-r));
             else
                 mem_done = true;
         }

@@ -33,8 +33,8 @@
 #include "common/err.h"
 #include "oci/spec.h"
 
-#define RES_CGROUP_FS_ROOT       "/sys/fs/cgroup"
-#define RES_CGROUP_PARENT        "husk"
+#define RES_CGROUP_FS_ROOT        "/sys/fs/cgroup"
+#define RES_CGROUP_PARENT         "husk"
 #define RES_CGROUP_DEFAULT_PERIOD 100000 /* us */
 
 typedef struct res_cgroup res_cgroup_t;

@@ -156,8 +156,7 @@ static int do_mkfile(journal_t *j, const char *path, err_t *err)
     return 0;
 }
 
-static int do_mount(journal_t *j, const char *src, const char *dst, unsigned long flags,
-                    err_t *err)
+static int do_mount(journal_t *j, const char *src, const char *dst, unsigned long flags, err_t *err)
 {
     int r = journal_step(j, dst, err);
     if (r < 0)
@@ -548,8 +547,7 @@ static int share_bind(journal_t *j, const char *cdir, const char *cid, size_t i,
         (r = do_flags(j, target, MS_SLAVE | (flags & MS_REC), "make slave", err)) < 0)
         return r;
     if (has_option(m, "ro") &&
-        (r = do_flags(j, target, MS_BIND | MS_REMOUNT | MS_RDONLY, "remount read-only", err)) <
-            0)
+        (r = do_flags(j, target, MS_BIND | MS_REMOUNT | MS_RDONLY, "remount read-only", err)) < 0)
         return r;
     mount_copy(out, m);
     free(out->type);
@@ -559,9 +557,8 @@ static int share_bind(journal_t *j, const char *cdir, const char *cid, size_t i,
     return 0;
 }
 
-static int add_container(journal_t *j, const char *share, const char *cid,
-                         const oci_spec_t *spec, const char *bundle,
-                         res_container_share_t *res, err_t *err)
+static int add_container(journal_t *j, const char *share, const char *cid, const oci_spec_t *spec,
+                         const char *bundle, res_container_share_t *res, err_t *err)
 {
     if (!spec->root_path || !*spec->root_path)
         return err_make(err, EINVAL, "root.path is empty");
@@ -594,8 +591,7 @@ static int add_container(journal_t *j, const char *share, const char *cid,
         (r = do_flags(j, rootfs, MS_SLAVE | MS_REC, "make slave", err)) < 0)
         return r;
     if (spec->root_readonly &&
-        (r = do_flags(j, rootfs, MS_BIND | MS_REMOUNT | MS_RDONLY, "remount read-only", err)) <
-            0)
+        (r = do_flags(j, rootfs, MS_BIND | MS_REMOUNT | MS_RDONLY, "remount read-only", err)) < 0)
         return r;
     res->rootfs = xasprintf("%s/%s/rootfs", RES_SHARE_GUEST_ROOT, cid);
     res->rootfs_readonly = spec->root_readonly;
@@ -621,8 +617,7 @@ int res_share_add_container(const char *sandbox_dir, const char *cid, const oci_
     if (!cid_valid(cid))
         return err_make(err, EINVAL, "share container: invalid id `%s`", cid ? cid : "");
     if (!spec || !bundle || bundle[0] != '/')
-        return err_make(err, EINVAL, "share container `%s`: bundle must be an absolute path",
-                        cid);
+        return err_make(err, EINVAL, "share container `%s`: bundle must be an absolute path", cid);
     _cleanup_free_ char *share = NULL;
     int r = share_path(sandbox_dir, &share, err);
     if (r < 0)

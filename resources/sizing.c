@@ -34,8 +34,8 @@ static uint64_t ceil_div(uint64_t a, uint64_t b)
     return a / b + (a % b != 0);
 }
 
-int res_sizing_from_spec(const oci_spec_t *spec, const res_sizing_defaults_t *d,
-                         res_sizing_t *out, err_t *err)
+int res_sizing_from_spec(const oci_spec_t *spec, const res_sizing_defaults_t *d, res_sizing_t *out,
+                         err_t *err)
 {
     if (!d || d->vcpus < 1 || d->memory_mib < 1)
         return err_make(err, EINVAL, "sizing: default vcpus and memory must be >= 1");

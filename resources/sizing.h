@@ -21,10 +21,10 @@
 #include "oci/spec.h"
 
 typedef struct res_sizing_defaults {
-    uint32_t vcpus;        /* when the spec sets no quota; >= 1 */
-    uint64_t memory_mib;   /* when the spec sets no limit; >= 1 */
-    uint64_t overhead_mib; /* added to a spec limit */
-    uint32_t max_vcpus;    /* 0 = no cap */
+    uint32_t vcpus;          /* when the spec sets no quota; >= 1 */
+    uint64_t memory_mib;     /* when the spec sets no limit; >= 1 */
+    uint64_t overhead_mib;   /* added to a spec limit */
+    uint32_t max_vcpus;      /* 0 = no cap */
     uint64_t max_memory_mib; /* 0 = no cap */
     uint64_t min_memory_mib; /* floor for limit + overhead (0 = none) */
 } res_sizing_defaults_t;

@@ -20,8 +20,8 @@
 
 typedef struct hook {
     char *path;
-    char **argv; /* NULL-terminated, argv[0] present */
-    char **envp; /* NULL-terminated, maybe empty */
+    char **argv;    /* NULL-terminated, argv[0] present */
+    char **envp;    /* NULL-terminated, maybe empty */
     long timeout_s; /* 0 = none */
 } hook_t;
 
@@ -381,8 +381,7 @@ static int spawn_hook(rt_hooks_run_t *run, err_t *err)
         return r;
     }
     run->out.ev = event_new(run->base, run->out.fd, EV_READ | EV_PERSIST, on_output, &run->out);
-    run->errc.ev =
-        event_new(run->base, run->errc.fd, EV_READ | EV_PERSIST, on_output, &run->errc);
+    run->errc.ev = event_new(run->base, run->errc.fd, EV_READ | EV_PERSIST, on_output, &run->errc);
     run->ev_pid = event_new(run->base, run->pidfd, EV_READ, on_exit_ready, run);
     if (!run->out.ev || !run->errc.ev || !run->ev_pid)
         abort();
@@ -488,8 +487,7 @@ void rt_hooks_cancel(rt_hooks_run_t **run_p)
         if (run->pidfd >= 0) {
             pidfd_send_signal(run->pidfd, SIGKILL, NULL, 0);
             siginfo_t si;
-            while (waitid((idtype_t)P_PIDFD, (id_t)run->pidfd, &si, WEXITED) < 0 &&
-                   errno == EINTR)
+            while (waitid((idtype_t)P_PIDFD, (id_t)run->pidfd, &si, WEXITED) < 0 && errno == EINTR)
                 ;
         }
     }

@@ -13,8 +13,14 @@ typedef struct cell {
     const char *msg;
 } cell_t;
 
-#define GO(n)   {1, (n), NULL}
-#define NO(msg) {0, 0, (msg)}
+#define GO(n)                                                                                      \
+    {                                                                                              \
+        1, (n), NULL                                                                               \
+    }
+#define NO(msg)                                                                                    \
+    {                                                                                              \
+        0, 0, (msg)                                                                                \
+    }
 
 /* ---- sandbox ---------------------------------------------------------------- */
 
@@ -24,9 +30,8 @@ static const char *const sb_state_names[RT_SB_NSTATES] = {
 };
 
 static const char *const sb_event_names[RT_SB_NEVENTS] = {
-    [RT_SB_EV_BOOT] = "boot",           [RT_SB_EV_BOOTED] = "booted",
-    [RT_SB_EV_STOP] = "stop",           [RT_SB_EV_STOPPED] = "stopped",
-    [RT_SB_EV_VM_EXITED] = "vm_exited", [RT_SB_EV_FAIL] = "fail",
+    [RT_SB_EV_BOOT] = "boot",       [RT_SB_EV_BOOTED] = "booted",       [RT_SB_EV_STOP] = "stop",
+    [RT_SB_EV_STOPPED] = "stopped", [RT_SB_EV_VM_EXITED] = "vm_exited", [RT_SB_EV_FAIL] = "fail",
 };
 
 static const cell_t sb_table[RT_SB_NSTATES][RT_SB_NEVENTS] = {
@@ -96,8 +101,8 @@ const char *rt_sandbox_event_name(rt_sandbox_event_t ev)
     return (unsigned)ev < RT_SB_NEVENTS ? sb_event_names[ev] : "unknown";
 }
 
-static int parse(const char *const *names, int n, const char *what, const char *name,
-                 int *out, err_t *err)
+static int parse(const char *const *names, int n, const char *what, const char *name, int *out,
+                 err_t *err)
 {
     for (int i = 0; name && i < n; i++)
         if (strcmp(names[i], name) == 0) {
@@ -143,10 +148,14 @@ static const char *const ct_state_names[RT_CT_NSTATES] = {
 };
 
 static const char *const ct_event_names[RT_CT_NEVENTS] = {
-    [RT_CT_EV_CREATE_DONE] = "create_done", [RT_CT_EV_START] = "start",
-    [RT_CT_EV_PAUSE] = "pause",             [RT_CT_EV_RESUME] = "resume",
-    [RT_CT_EV_EXEC] = "exec",               [RT_CT_EV_KILL] = "kill",
-    [RT_CT_EV_EXITED] = "exited",           [RT_CT_EV_DELETE] = "delete",
+    [RT_CT_EV_CREATE_DONE] = "create_done",
+    [RT_CT_EV_START] = "start",
+    [RT_CT_EV_PAUSE] = "pause",
+    [RT_CT_EV_RESUME] = "resume",
+    [RT_CT_EV_EXEC] = "exec",
+    [RT_CT_EV_KILL] = "kill",
+    [RT_CT_EV_EXITED] = "exited",
+    [RT_CT_EV_DELETE] = "delete",
     [RT_CT_EV_DELETE_FORCE] = "delete_force",
 };
 

@@ -471,12 +471,11 @@ static void test_persist_corrupt_sandbox_reported_with_file_and_field(void **sta
                    "field `state`: expected string");
     expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"daemon_pid\":\"12\"}",
                    -EBADMSG, "field `daemon_pid`: expected integer");
-    expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"daemon_pid\":-5}",
-                   -EBADMSG, "field `daemon_pid`: out of range");
+    expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"daemon_pid\":-5}", -EBADMSG,
+                   "field `daemon_pid`: out of range");
     expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"annotations\":[]}",
                    -EBADMSG, "field `annotations`: expected object");
-    expect_corrupt(s,
-                   "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"annotations\":{\"a\":1}}",
+    expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"annotations\":{\"a\":1}}",
                    -EBADMSG, "value of `a`: expected string");
     expect_corrupt(s, "{\"schema\":1,\"id\":\"bad\",\"state\":\"new\",\"containers\":[\"../x\"]}",
                    -EBADMSG, "field `containers`: item 0");
@@ -607,8 +606,7 @@ static void test_persist_lock_excludes_other_process(void **state)
     assert_int_equal(persist_lock_sandbox(s, "lk", 0, 100, &l, &err), -ETIMEDOUT);
     assert_non_null(strstr(err_str(&err), "still held by another husk"));
     err_clear(&err);
-    assert_int_equal(persist_lock_sandbox(s, "lk", PERSIST_LOCK_SHARED, 0, &l, &err),
-                     -ETIMEDOUT);
+    assert_int_equal(persist_lock_sandbox(s, "lk", PERSIST_LOCK_SHARED, 0, &l, &err), -ETIMEDOUT);
     err_clear(&err);
     assert_int_equal(write(go[1], "g", 1), 1);
     /* Waiting works: the holder lets go while we wait. */

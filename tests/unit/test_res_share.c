@@ -19,7 +19,7 @@
 
 #include "resources/share.h"
 
-static char top[128];  /* temp dir */
+static char top[128];   /* temp dir */
 static char sbdir[256]; /* the sandbox directory */
 static char bundle[256];
 
@@ -287,12 +287,11 @@ static void test_res_share_host_device_refused_unless_listed(void **state)
 
     /* Listed in linux.devices: passed through for the guest's own node. */
     char *j2 = NULL;
-    if (asprintf(&j2,
-                 "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},"
-                 "\"mounts\":[{\"destination\":\"/dev/fuse\",\"type\":\"bind\","
-                 "\"source\":\"/dev/fuse\",\"options\":[\"bind\"]}],"
-                 "\"linux\":{\"devices\":[{\"path\":\"/dev/fuse\",\"type\":\"c\","
-                 "\"major\":10,\"minor\":229}]}}") < 0)
+    if (asprintf(&j2, "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},"
+                      "\"mounts\":[{\"destination\":\"/dev/fuse\",\"type\":\"bind\","
+                      "\"source\":\"/dev/fuse\",\"options\":[\"bind\"]}],"
+                      "\"linux\":{\"devices\":[{\"path\":\"/dev/fuse\",\"type\":\"c\","
+                      "\"major\":10,\"minor\":229}]}}") < 0)
         abort();
     spec = spec_from(j2);
     free(j2);

@@ -20,11 +20,9 @@ static const res_sizing_defaults_t defs = {
 static oci_spec_t *spec_with(const char *linux_json, const char *annotations_json)
 {
     char doc[4096];
-    snprintf(doc, sizeof doc,
-             "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"}%s%s%s%s}",
+    snprintf(doc, sizeof doc, "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"}%s%s%s%s}",
              linux_json ? ",\"linux\":" : "", linux_json ? linux_json : "",
-             annotations_json ? ",\"annotations\":" : "",
-             annotations_json ? annotations_json : "");
+             annotations_json ? ",\"annotations\":" : "", annotations_json ? annotations_json : "");
     oci_spec_t *s = NULL;
     err_t err = ERR_INIT;
     if (oci_spec_parse(doc, strlen(doc), &s, &err) < 0)

@@ -143,9 +143,8 @@ static void test_rt_hooks_state_json_poststop_has_no_pid(void **state)
     (void)state;
     rt_hook_state_t st = {.id = "x", .status = "stopped", .bundle = "/b"};
     char *j = rt_hook_state_json(&st);
-    assert_string_equal(j,
-                        "{\"ociVersion\":\"1.0.2\",\"id\":\"x\",\"status\":\"stopped\","
-                        "\"bundle\":\"/b\"}");
+    assert_string_equal(j, "{\"ociVersion\":\"1.0.2\",\"id\":\"x\",\"status\":\"stopped\","
+                           "\"bundle\":\"/b\"}");
     free(j);
     rt_hook_state_t bad = {.id = "\xff", .status = "stopped", .bundle = "/b"};
     assert_null(rt_hook_state_json(&bad));
@@ -187,8 +186,8 @@ static void test_rt_hooks_args_cwd_and_fds(void **state)
     (void)state;
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "echo \"$0|$1|$2\" > '%s/args'; pwd > '%s/cwd'; ls /proc/self/fd > '%s/fds'", dir,
-             dir, dir);
+             "echo \"$0|$1|$2\" > '%s/args'; pwd > '%s/cwd'; ls /proc/self/fd > '%s/fds'", dir, dir,
+             dir);
     char *args[] = {"sh", "-c", cmd, "zero", "one two", "three", NULL};
     oci_hook_t h = hook("/bin/sh");
     h.args = args;
@@ -342,7 +341,7 @@ static void test_rt_hooks_output_is_capped(void **state)
 {
     (void)state;
     oci_hook_t h = hook(script("loud.sh", "i=0; while [ $i -lt 2000 ]; do echo "
-                                           "0123456789; i=$((i+1)); done; exit 2"));
+                                          "0123456789; i=$((i+1)); done; exit 2"));
     rt_hook_state_t st = state_of("creating", 1);
     err_t err = ERR_INIT;
     assert_true(rt_hooks_run(OCI_HOOK_PRESTART, &h, 1, &st, &err) < 0);
@@ -379,8 +378,8 @@ static void test_rt_hooks_async_on_event_base(void **state)
     struct done_rec d = {0};
     rt_hooks_run_t *run = NULL;
     err_t err = ERR_INIT;
-    assert_int_equal(
-        rt_hooks_start(base, OCI_HOOK_POSTSTART, &h, 1, &st, rec_done, &d, &run, &err), 0);
+    assert_int_equal(rt_hooks_start(base, OCI_HOOK_POSTSTART, &h, 1, &st, rec_done, &d, &run, &err),
+                     0);
     assert_non_null(run);
     assert_int_equal(d.calls, 0); /* never from within start */
     /* A timer runs meanwhile: the loop is not blocked by the hook. */
@@ -413,8 +412,8 @@ static void test_rt_hooks_cancel_kills_and_skips_callback(void **state)
     struct done_rec d = {0};
     rt_hooks_run_t *run = NULL;
     err_t err = ERR_INIT;
-    assert_int_equal(
-        rt_hooks_start(base, OCI_HOOK_PRESTART, &h, 1, &st, rec_done, &d, &run, &err), 0);
+    assert_int_equal(rt_hooks_start(base, OCI_HOOK_PRESTART, &h, 1, &st, rec_done, &d, &run, &err),
+                     0);
     /* Let it spawn and write its pid. */
     for (int i = 0; i < 500 && !exists("pid"); i++) {
         event_base_loop(base, EVLOOP_NONBLOCK);

@@ -19,23 +19,27 @@ typedef struct expect {
     const char *msg;
 } expect_t;
 
-#define OK(n)    {(n), NULL}
-#define ERR(msg) {-1, (msg)}
+#define OK(n)                                                                                      \
+    {                                                                                              \
+        (n), NULL                                                                                  \
+    }
+#define ERR(msg)                                                                                   \
+    {                                                                                              \
+        -1, (msg)                                                                                  \
+    }
 
 /* The sandbox machine restated independently of runtimes/state.c. */
 static const expect_t sb_expect[RT_SB_NSTATES][RT_SB_NEVENTS] = {
     /*             boot, booted, stop, stopped, vm_exited, fail */
     [RT_SB_NEW] = {OK(RT_SB_BOOTING), ERR("sandbox is not booting"), OK(RT_SB_STOPPED),
-                   ERR("sandbox is not stopping"), ERR("sandbox has no VM yet"),
-                   OK(RT_SB_FAILED)},
+                   ERR("sandbox is not stopping"), ERR("sandbox has no VM yet"), OK(RT_SB_FAILED)},
     [RT_SB_BOOTING] = {ERR("sandbox is already booting"), OK(RT_SB_READY), OK(RT_SB_STOPPING),
                        ERR("sandbox is not stopping"), OK(RT_SB_FAILED), OK(RT_SB_FAILED)},
     [RT_SB_READY] = {ERR("sandbox is already running"), ERR("sandbox is already running"),
                      OK(RT_SB_STOPPING), ERR("sandbox is not stopping"), OK(RT_SB_STOPPED),
                      OK(RT_SB_FAILED)},
-    [RT_SB_STOPPING] = {ERR("sandbox is stopping"), ERR("sandbox is stopping"),
-                        OK(RT_SB_STOPPING), OK(RT_SB_STOPPED), OK(RT_SB_STOPPED),
-                        OK(RT_SB_FAILED)},
+    [RT_SB_STOPPING] = {ERR("sandbox is stopping"), ERR("sandbox is stopping"), OK(RT_SB_STOPPING),
+                        OK(RT_SB_STOPPED), OK(RT_SB_STOPPED), OK(RT_SB_FAILED)},
     [RT_SB_STOPPED] = {ERR("sandbox has stopped"), ERR("sandbox has stopped"), OK(RT_SB_STOPPED),
                        OK(RT_SB_STOPPED), OK(RT_SB_STOPPED), OK(RT_SB_FAILED)},
     [RT_SB_FAILED] = {ERR("sandbox has failed"), ERR("sandbox has failed"), OK(RT_SB_STOPPING),
@@ -52,9 +56,8 @@ static const expect_t ct_expect[RT_CT_NSTATES][RT_CT_NEVENTS] = {
                         ERR("cannot delete container c1 that is not stopped: creating"),
                         OK(RT_CT_STOPPED)},
     [RT_CT_CREATED] = {ERR("container is not being created: created"), OK(RT_CT_RUNNING),
-                       ERR("container not running"), ERR("container not paused"),
-                       OK(RT_CT_CREATED), OK(RT_CT_CREATED), OK(RT_CT_STOPPED),
-                       OK(RT_CT_STOPPED), OK(RT_CT_STOPPED)},
+                       ERR("container not running"), ERR("container not paused"), OK(RT_CT_CREATED),
+                       OK(RT_CT_CREATED), OK(RT_CT_STOPPED), OK(RT_CT_STOPPED), OK(RT_CT_STOPPED)},
     [RT_CT_RUNNING] = {ERR("container is not being created: running"),
                        ERR("cannot start an already running container"), OK(RT_CT_PAUSED),
                        ERR("container not paused"), OK(RT_CT_RUNNING), OK(RT_CT_RUNNING),
@@ -64,8 +67,7 @@ static const expect_t ct_expect[RT_CT_NSTATES][RT_CT_NEVENTS] = {
     [RT_CT_PAUSED] = {ERR("container is not being created: paused"),
                       ERR("cannot start a container in the paused state"),
                       ERR("container not running"), OK(RT_CT_RUNNING),
-                      ERR("cannot exec in a paused container"), OK(RT_CT_PAUSED),
-                      OK(RT_CT_STOPPED),
+                      ERR("cannot exec in a paused container"), OK(RT_CT_PAUSED), OK(RT_CT_STOPPED),
                       ERR("cannot delete container c1 that is not stopped: paused"),
                       OK(RT_CT_STOPPED)},
     [RT_CT_STOPPED] = {ERR("container is not being created: stopped"),
@@ -93,8 +95,7 @@ static void test_rt_sandbox_every_transition_matches_table(void **state)
                              err_str(&err));
                 legal++;
             } else {
-                if (r != -EINVAL || strcmp(err_str(&err), x->msg) != 0 ||
-                    next != RT_SB_NSTATES)
+                if (r != -EINVAL || strcmp(err_str(&err), x->msg) != 0 || next != RT_SB_NSTATES)
                     fail_msg("sandbox %s --%s--> want refusal `%s`, got r=%d `%s`",
                              rt_sandbox_state_name(s), rt_sandbox_event_name(e), x->msg, r,
                              err_str(&err));
@@ -114,14 +115,14 @@ static void test_rt_container_every_transition_matches_table(void **state)
             const expect_t *x = &ct_expect[s][e];
             err_t err = ERR_INIT;
             rt_container_state_t next = RT_CT_NSTATES;
-            int r = rt_container_next((rt_container_state_t)s, (rt_container_event_t)e, "c1",
-                                      &next, &err);
+            int r = rt_container_next((rt_container_state_t)s, (rt_container_event_t)e, "c1", &next,
+                                      &err);
             if (x->msg == NULL) {
                 if (r != 0 || (int)next != x->next)
                     fail_msg("container %s --%s--> want %s, got r=%d next=%s (%s)",
                              rt_container_state_name(s), rt_container_event_name(e),
-                             rt_container_state_name(x->next), r,
-                             rt_container_state_name(next), err_str(&err));
+                             rt_container_state_name(x->next), r, rt_container_state_name(next),
+                             err_str(&err));
             } else if (r != -EINVAL || strcmp(err_str(&err), x->msg) != 0 ||
                        next != RT_CT_NSTATES) {
                 fail_msg("container %s --%s--> want refusal `%s`, got r=%d `%s`",
@@ -136,7 +137,7 @@ static void test_rt_container_every_transition_matches_table(void **state)
 static void test_rt_container_lifecycle_walk(void **state)
 {
     (void)state;
-    const rt_container_event_t walk[] = {RT_CT_EV_CREATE_DONE, RT_CT_EV_START, RT_CT_EV_PAUSE,
+    const rt_container_event_t walk[] = {RT_CT_EV_CREATE_DONE, RT_CT_EV_START,  RT_CT_EV_PAUSE,
                                          RT_CT_EV_KILL,        RT_CT_EV_RESUME, RT_CT_EV_EXEC,
                                          RT_CT_EV_EXITED,      RT_CT_EV_DELETE};
     const rt_container_state_t want[] = {RT_CT_CREATED, RT_CT_RUNNING, RT_CT_PAUSED,
@@ -154,8 +155,7 @@ static void test_rt_container_null_id_in_message(void **state)
     (void)state;
     err_t err = ERR_INIT;
     rt_container_state_t next;
-    assert_int_equal(rt_container_next(RT_CT_RUNNING, RT_CT_EV_DELETE, NULL, &next, &err),
-                     -EINVAL);
+    assert_int_equal(rt_container_next(RT_CT_RUNNING, RT_CT_EV_DELETE, NULL, &next, &err), -EINVAL);
     assert_string_equal(err_str(&err), "cannot delete container  that is not stopped: running");
     err_clear(&err);
     /* A very long id is cut, not overflowed. */
