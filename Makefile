@@ -53,7 +53,8 @@ LIBS := $(GUEST_LIB) $(LIB)
 PROG_husk-agent := agent/guest/main_agent.c
 PROG_husk-trace := tools/main_trace.c
 PROG_husk := services/main_husk.c
-PROG_NAMES := husk-agent husk-trace husk
+PROG_containerd-shim-husk-v2 := services/main_shim.c
+PROG_NAMES := husk-agent husk-trace husk containerd-shim-husk-v2
 PROGS := $(foreach p,$(PROG_NAMES),$(if $(wildcard $(firstword $(PROG_$(p)))),$(p)))
 PROG_BINS := $(PROGS:%=$(B)/bin/%)
 prog_objs = $(addprefix $(B)/obj/,$(patsubst %.c,%.o,$(PROG_$(1))))

@@ -75,10 +75,10 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
 
     cfg_t *cfg = NULL;
     bus_t *bus = NULL;
-    actor_t *hv = NULL, *rt = NULL;
+    actor_t *hv = NULL, *rt = NULL, *fe = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
-    int done_fd = -1, sig_fd = -1, rc;
+    int done_fd = -1, sig_fd = -1, fe_fd = -1, rc;
     char dir[PATH_MAX];
 
     if ((rc = cfg_load(o->config_path, &cfg, err)) < 0)
@@ -98,36 +98,53 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
         rc = err_errno(err, "daemon set-up");
         goto out;
     }
-    actor_opts_t ao = {.zctx = bus_context(bus), .endpoint = bus_endpoint(bus),
-                       .sandbox = o->sandbox_id};
+    actor_opts_t ao = {
+        .zctx = bus_context(bus), .endpoint = bus_endpoint(bus), .sandbox = o->sandbox_id};
     if ((rc = hv_actor_start(&ao, cfg, agent_bin, &hv, err)) < 0)
         goto out;
     agent_actor_opts_t aopts = {.fd = -1};
     if ((rc = agent_actor_start(&ao, &aopts, &agent, err)) < 0)
         goto out;
-    rt_actor_opts_t ro = {.cfg = cfg, .root = o->root, .sandbox_id = o->sandbox_id,
-                          .done_fd = done_fd};
+    rt_actor_opts_t ro = {
+        .cfg = cfg, .root = o->root, .sandbox_id = o->sandbox_id, .done_fd = done_fd};
     if ((rc = rt_actor_start(&ao, &ro, &rt, err)) < 0)
         goto out;
+    if (o->frontend_start) {
+        if ((fe_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+            rc = err_errno(err, "daemon set-up");
+            goto out;
+        }
+        if ((rc = o->frontend_start(&ao, fe_fd, o->frontend_arg, &fe, err)) < 0)
+            goto out;
+    }
     log_info("sandbox daemon up: backend %s, bus %s", cfg->backend ? cfg->backend : "qemu",
              bus_ipc_endpoint(bus));
     if (o->ready)
         o->ready(o->ready_arg);
 
     bool shutting = false;
+    bool rt_done = false;
     for (;;) {
-        struct pollfd p[2] = {{done_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}};
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[3] = {
+            {rt_done ? -1 : done_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}, {fe_fd, POLLIN, 0}};
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             break;
         }
-        if (p[0].revents)
-            break;
+        if (p[2].revents)
+            break; /* the front end is done */
+        if (p[0].revents) {
+            if (!fe || shutting)
+                break;
+            rt_done = true; /* the front end decides when to leave */
+        }
         if (p[1].revents) {
             struct signalfd_siginfo si;
             if (read(sig_fd, &si, sizeof si) == sizeof si)
                 log_info("signal %u: shutting the sandbox down", si.ssi_signo);
+            if (rt_done)
+                break; /* the sandbox is already gone */
             if (!shutting) {
                 shutting = true;
                 request_shutdown(bus); /* the runtime signals done_fd when finished */
@@ -138,6 +155,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     }
     rc = 0;
 out:
+    actor_stop(&fe, 5000);
     actor_stop(&rt, 5000);
     agent_actor_stop(&agent, 5000);
     actor_stop(&hv, 10000); /* its fini kills the VM if it still runs */
@@ -146,6 +164,8 @@ out:
         close(done_fd);
     if (sig_fd >= 0)
         close(sig_fd);
+    if (fe_fd >= 0)
+        close(fe_fd);
     free(agent_bin);
     cfg_destroy(&cfg);
     return rc;

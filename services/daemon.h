@@ -9,15 +9,26 @@
 #ifndef HUSK_DAEMON_H
 #define HUSK_DAEMON_H
 
+#include "actors/actor.h"
 #include "common/err.h"
 
 typedef struct svc_daemon_opts {
     const char *root;        /* runtime root, e.g. /run/husk */
     const char *sandbox_id;  /* the sandbox this daemon serves */
     const char *config_path; /* --config, or NULL for the usual resolution */
-    const char *exe;         /* path of the running husk binary (finds husk-agent); NULL = /proc/self/exe */
-    void (*ready)(void *arg); /* called once the bus and actors are up (e.g. to signal the parent) */
+    const char *exe; /* path of the running husk binary (finds husk-agent); NULL = /proc/self/exe */
+    void (*ready)(
+        void *arg); /* called once the bus and actors are up (e.g. to signal the parent) */
     void *ready_arg;
+    /* Optional front end run as one more actor of the daemon (the shim's
+     * ttRPC service), started after the runtime.  exit_fd is an eventfd it
+     * writes when the daemon should end.  With a front end, the runtime
+     * being done (its last container deleted) no longer ends the daemon:
+     * only exit_fd does, or a signal (which shuts the sandbox down first).
+     * The front end is stopped before the other actors.  NULL: none. */
+    int (*frontend_start)(const actor_opts_t *ao, int exit_fd, void *arg, actor_t **out,
+                          err_t *err);
+    void *frontend_arg;
 } svc_daemon_opts_t;
 
 /* Runs the daemon; returns 0 after an orderly end, < 0 when it could not
