@@ -110,11 +110,20 @@ const char *svc_shim_group_id(const oci_spec_t *spec, const char *id)
     enum oci_cri_kind kind;
     const char *sb = NULL;
     err_t err = ERR_INIT;
-    if (oci_spec_cri_info(spec, &kind, &sb, &err) < 0) {
+    if (oci_spec_cri_info(spec, &kind, &sb, &err) < 0)
         err_clear(&err);
-        return id;
+    if (sb && *sb)
+        return sb;
+    /* a sandbox names itself; a sandbox id without a container type (ctr
+     * --annotation) groups as runc's shim does */
+    static const char *const keys[] = {"io.kubernetes.cri.sandbox-id",
+                                       "io.kubernetes.cri-o.SandboxID", "io.kubernetes.sandbox.id"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = oci_spec_annotation(spec, keys[i]);
+        if (v && *v)
+            return v;
     }
-    return sb && *sb ? sb : id;
+    return id;
 }
 
 /* FIPS 180-4 SHA-256, small and unrolled nowhere: it hashes one short

@@ -1365,7 +1365,14 @@ static void h_stats(void *arg, ttrpc_call_t *call, Containerd__Task__V2__StatsRe
 static void on_agent_simple(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
-    if ((*reply)->status)
+    int st = (*reply)->status;
+    if (st == ENOTTY || st == ENOENT || st == ESRCH) {
+        /* no console (any more): runc's shim answers nil too */
+        log_debug("resize pty %s/%s: %s, ignoring", op->id, op->exec_id,
+                  (*reply)->status_text ? (*reply)->status_text : "");
+        st = 0;
+    }
+    if (st)
         fail_from(op->call, *reply, "resize pty");
     else
         svc_ttrpc_task_reply(op->call, NULL);
