@@ -101,7 +101,7 @@ int svc_shim_spec_for_guest(const char *json, size_t len, char **out, err_t *err
 /* ---- event ordering ------------------------------------------------------
  * containerd's order per process (runtime/v2/README.md): create -> start ->
  * exit -> delete for the init; exec-added -> exec-started -> exit for an
- * exec; paused/resumed only between start and exit.  The service asks
+ * exec; paused, resumed and oom after create and before delete.  The service asks
  * before publishing and parks what may not go yet (an exit seen before the
  * start event was sent is published right after it). */
 enum svc_shim_ev {
