@@ -35,7 +35,7 @@ N=0
 our_pids() {
     local p
     for p in /proc/[0-9]*; do
-        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$T/" && echo "${p#/proc/}"
+        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$T/" && echo "${p#/proc/}"
     done
 }
 
