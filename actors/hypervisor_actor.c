@@ -120,6 +120,14 @@ static void on_start(actor_t *a, msg_t **m, void *state)
         actor_reply_error(a, *m, EINVAL, "hypervisor: unknown backend `%s`", backend);
         return;
     }
+    if (!strcmp(ops->name, "qemu") && (!s->cfg->kernel || !s->cfg->initrd)) {
+        actor_reply_error(a, *m, ENOENT,
+                          "hypervisor: no guest %s: set `%s` in the configuration or build the "
+                          "guest image (make guest) next to the husk binary",
+                          !s->cfg->kernel ? "kernel" : "initrd",
+                          !s->cfg->kernel ? "kernel" : "initrd");
+        return;
+    }
     struct hv_config c;
     hv_config_init(&c);
     hv_config_from_cfg(&c, s->cfg);

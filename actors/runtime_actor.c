@@ -18,6 +18,8 @@
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/store.h"
+#include "resources/share.h"
+#include "resources/sizing.h"
 #include "runtimes/state.h"
 
 #define HV_TIMEOUT_MS     60000 /* a TCG boot takes seconds; a cold one more */
@@ -77,6 +79,8 @@ struct rt {
     bool done_signalled;
     rt_sandbox_state_t sb;
     char backend[32], agent_socket[PATH_MAX];
+    bool vm;           /* a real VM: the rootfs travels over the 9p share */
+    bool share_ready;  /* resources/share set up under dir */
     pid_t vmm_pid;
     char *created;
     struct ctr *ctrs;
@@ -356,6 +360,11 @@ static void finish_shutdown(struct rt *rt)
 {
     sb_move(rt, RT_SB_EV_STOPPED);
     err_t err = ERR_INIT;
+    if (rt->share_ready && res_share_teardown(rt->dir, &err) < 0) {
+        log_error("tear down the share: %s", err_str(&err));
+        err_clear(&err);
+    }
+    rt->share_ready = false;
     if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
         log_error("remove sandbox state: %s", err_str(&err));
         err_clear(&err);
@@ -477,7 +486,12 @@ static void on_agent_connected(actor_t *a, msg_t **reply, void *arg)
     msg_t *m = msg_new(MSG_AGENT_CREATE_SANDBOX);
     msg_agent_create_sandbox_t *b = m->body;
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
-    msg_set_str(&b->storages, "[]");
+    if (rt->vm)
+        msg_set_str(&b->storages,
+                    "[{\"driver\":\"9p\",\"source\":\"" RES_SHARE_TAG "\",\"mount_point\":\"" RES_SHARE_GUEST_ROOT
+                    "\",\"options\":[\"trans=virtio\",\"version=9p2000.L\",\"msize=262144\"]}]");
+    else
+        msg_set_str(&b->storages, "[]");
     if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_sandbox, rt) < 0)
         boot_failed(rt, "cannot reach the agent actor");
 }
@@ -504,15 +518,49 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
         boot_failed(rt, "cannot reach the agent actor");
 }
 
-static void boot(struct rt *rt)
+/* Boots the sandbox sized for its first container. */
+static void boot(struct rt *rt, const oci_spec_t *first)
 {
     sb_move(rt, RT_SB_EV_BOOT);
     snprintf(rt->backend, sizeof rt->backend, "%s", rt->cfg->backend ? rt->cfg->backend : "qemu");
+    rt->vm = strcmp(rt->backend, "local") != 0;
     save_sandbox(rt);
+    err_t err = ERR_INIT;
+    res_sizing_defaults_t defs = {.vcpus = rt->cfg->vcpus ? rt->cfg->vcpus : 1,
+                                  .memory_mib = rt->cfg->memory_mib ? rt->cfg->memory_mib : 512,
+                                  .overhead_mib = 128,
+                                  .min_memory_mib = 128};
+    res_sizing_t size = {.vcpus = defs.vcpus, .memory_mib = defs.memory_mib};
+    if (first && res_sizing_from_spec(first, &defs, &size, &err) < 0) {
+        log_warn("sizing: %s; using the defaults", err_str(&err));
+        err_clear(&err);
+    }
+    char *share = NULL;
+    if (rt->vm) {
+        if (res_share_setup(rt->dir, &share, &err) < 0) {
+            char why[1024];
+            snprintf(why, sizeof why, "set up the share: %s", err_str(&err));
+            err_clear(&err);
+            rt->backend[0] = 0;
+            boot_failed(rt, why);
+            return;
+        }
+        rt->share_ready = true;
+    }
     msg_t *m = msg_new(MSG_HV_START);
     msg_hv_start_t *b = m->body;
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
     msg_set_str(&b->dir, rt->dir);
+    b->vcpus = size.vcpus;
+    b->memory_mib = size.memory_mib;
+    if (share) {
+        msg_set_str(&b->share_dir, share);
+        msg_set_str(&b->share_tag, RES_SHARE_TAG);
+        free(share);
+    }
+    log_info("booting %s sandbox: %u vCPUs (%s), %llu MiB (%s)", rt->backend, size.vcpus,
+             size.vcpus_from ? size.vcpus_from : "default", (unsigned long long)size.memory_mib,
+             size.memory_from ? size.memory_from : "default");
     if (request(rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_hv_started, rt) < 0)
         boot_failed(rt, "cannot reach the hypervisor actor");
 }
@@ -526,6 +574,8 @@ static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
     struct ctr *c = op->c;
     if ((*reply)->status) {
         reply_from(a, op->req, *reply, "create container");
+        if (rt->vm)
+            res_share_remove_container(rt->dir, c->id, NULL);
         unlink_ctr(rt, c);
         persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
         ctr_free(c);
@@ -557,7 +607,15 @@ static void create_container(struct rt *rt, msg_t **req)
         return;
     }
     if (rt->sb == SB_NEW || rt->sb == SB_BOOTING) {
+        /* a bad spec is refused now, not after a boot */
+        oci_spec_t *first = NULL;
+        if (oci_spec_parse(b->spec, strlen(b->spec), &first, &err) < 0) {
+            actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
+            err_clear(&err);
+            return;
+        }
         if (rt->nqueued == 64) {
+            oci_spec_destroy(&first);
             actor_reply_error(a, *req, EBUSY, "sandbox %s: too many creates waiting",
                               rt->sandbox_id);
             return;
@@ -565,7 +623,8 @@ static void create_container(struct rt *rt, msg_t **req)
         rt->queued[rt->nqueued++] = *req;
         *req = NULL;
         if (rt->sb == SB_NEW)
-            boot(rt);
+            boot(rt, first);
+        oci_spec_destroy(&first);
         return;
     }
     /* ready: the container itself */
@@ -583,15 +642,43 @@ static void create_container(struct rt *rt, msg_t **req)
     c->console = b->console;
     c->owner = (uint32_t)b->owner_uid;
     c->created = persist_time_now();
-    char *amended = NULL;
+    char *amended = NULL, *guest_json = NULL;
+    const char *guest_rootfs = NULL;
+    res_container_share_t *share = NULL;
     if (oci_spec_parse(b->spec, strlen(b->spec), &c->spec, &err) < 0 ||
-        !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)) ||
-        !(amended = amend_spec(b->spec, c->rootfs, &err))) {
+        !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)))
+        goto refused;
+    guest_rootfs = c->rootfs;
+    if (rt->vm) {
+        /* the rootfs and bind mounts reach the guest through the share */
+        if (res_share_add_container(rt->dir, c->id, c->spec, b->bundle, &share, &err) < 0)
+            goto refused;
+        oci_spec_t *gs = c->spec;
+        free(gs->root_path);
+        gs->root_path = strdup(share->rootfs);
+        oci_mounts_free(gs->mounts, gs->n_mounts);
+        gs->mounts = share->mounts;
+        gs->n_mounts = share->n_mounts;
+        share->mounts = NULL;
+        share->n_mounts = 0;
+        if (oci_spec_to_json(gs, &guest_json, NULL, &err) < 0) {
+            res_share_remove_container(rt->dir, c->id, NULL);
+            goto refused;
+        }
+        guest_rootfs = share->rootfs;
+    }
+    if (!(amended = amend_spec(guest_json ? guest_json : b->spec, guest_rootfs, &err))) {
+        if (rt->vm)
+            res_share_remove_container(rt->dir, c->id, NULL);
+    refused:
         actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
         err_clear(&err);
         ctr_free(c);
+        free(guest_json);
+        res_container_share_free(&share);
         return;
     }
+    free(guest_json);
     c->state = C_CREATING;
     c->next = rt->ctrs;
     rt->ctrs = c;
@@ -609,7 +696,8 @@ static void create_container(struct rt *rt, msg_t **req)
     msg_set_str(&ab->container_id, c->id);
     free(ab->spec);
     ab->spec = amended;
-    msg_set_str(&ab->rootfs, c->rootfs);
+    msg_set_str(&ab->rootfs, guest_rootfs);
+    res_container_share_free(&share);
     msg_set_str(&ab->storages, "[]");
     ab->stdin = true;
     struct op *op = op_new(rt, req, c);
@@ -1063,6 +1151,10 @@ static void delete_finish(struct op *op)
             continue;
         }
         pp = &w->next;
+    }
+    if (rt->vm && res_share_remove_container(rt->dir, c->id, &err) < 0) {
+        log_warn("remove the share of %s: %s, ignoring", c->id, err_str(&err));
+        err_clear(&err);
     }
     log_info("container %s deleted", c->id);
     unlink_ctr(rt, c);

@@ -53,8 +53,15 @@ run_backend() { # backend
     local root=$T/root-$be
     mkdir -p "$root"
     echo "# backend $be"
-    HUSK_HYPERVISOR=$be HUSK_BIN_DIR=$ROOT/$B/bin timeout 300 "$DRIVE" "$root" "sb-$be" "$T/b1" "$T/b2" \
-        | sed "s/^\(not \)\{0,1\}ok - /&$be: /"
+    printf '[hypervisor]\nkernel = %s\ninitrd = %s\n' "$ROOT/$B/guest/vmlinux" "$ROOT/$B/guest/initrd.img" > "$T/husk.conf"
+    HUSK_CONFIG=$T/husk.conf HUSK_HYPERVISOR=$be HUSK_BIN_DIR=$ROOT/$B/bin timeout 240 "$DRIVE" "$root" "sb-$be" "$T/b1" "$T/b2" \
+        > "$T/$be.out" 2>&1
+    sed "s/^\(not \)\{0,1\}ok - /&$be: /" "$T/$be.out"
+    if grep -q '^not ok' "$T/$be.out" || ! grep -q 'sandbox directory removed' "$T/$be.out"; then
+        echo "# daemon log:"
+        grep -v 'level=debug' "$root/sb-$be.daemon.log" 2>/dev/null | tail -25 | sed 's/^/#   /'
+        [ -f "$root/sb-$be/console.log" ] && tail -20 "$root/sb-$be/console.log" | sed 's/^/#   console: /'
+    fi
     if [ -n "$(pgrep -f "husk-agent.*$root" 2>/dev/null)" ] || pgrep -f "qemu-system.*$root" >/dev/null; then
         echo "not ok - $be: processes left behind"
     else
@@ -69,7 +76,9 @@ run_backend() { # backend
         || { echo "not ok - $be: state left behind: $(ls -A "$root")"; sed 's/^/#   /' "$root"/*.daemon.log | tail -30; }
 }
 
-run_backend local
+BACKENDS=${BACKENDS:-local qemu}
+case " $BACKENDS " in *" local "*) run_backend local ;; esac
+case " $BACKENDS " in *" qemu "*) ;; *) exit 0 ;; esac
 if [ -f "$ROOT/$B/guest/vmlinux" ] && command -v qemu-system-x86_64 >/dev/null; then
     run_backend qemu
 else
