@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,17 @@ struct waiter {
     char cid[RT_ID_MAX + 1], exec_id[RT_ID_MAX + 1];
     msg_t *req;
     struct waiter *next;
+};
+
+/* The host process standing for a container's process (the CLI's proxy,
+ * handed to conmon or containerd-shim-runc-v2 as "the container"): when it
+ * dies, the process it stands for is killed, as with runc. */
+struct pwatch {
+    struct rt *rt;
+    char cid[RT_ID_MAX + 1], eid[RT_ID_MAX + 1];
+    int fd;
+    actor_watch_t *w;
+    struct pwatch *next;
 };
 
 struct exited_exec {
@@ -88,6 +100,7 @@ struct rt {
     msg_t *queued[64]; /* creates waiting for the sandbox to boot */
     int nqueued;
     msg_t *shutdown_req; /* rt.shutdown or the last delete, answered at the end */
+    struct pwatch *pwatches;
     actor_t *self;
 };
 
@@ -344,6 +357,28 @@ static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
         return NULL;
     }
     json_object_del(j, "hooks");
+    /* as runtime-rs: device, block-IO and network cgroup rules stay on the
+     * host side; the guest's cgroup gets CPU, memory, pids, hugepages */
+    json_t *res = json_object_get(json_object_get(j, "linux"), "resources");
+    if (json_is_object(res)) {
+        json_object_del(res, "devices");
+        json_object_del(res, "blockIO");
+        json_object_del(res, "network");
+    }
+    json_t *caps = json_object_get(json_object_get(j, "process"), "capabilities");
+    json_t *amb = json_object_get(caps, "ambient"), *inh = json_object_get(caps, "inheritable");
+    size_t i;
+    json_t *v;
+    json_array_foreach(amb, i, v)
+    {
+        bool found = false;
+        size_t k;
+        json_t *w;
+        json_array_foreach(inh, k, w) found = found || json_equal(v, w);
+        if (!found)
+            log_warn("ambient capability %s is not inheritable: it will not be raised (as runc)",
+                     json_string_value(v) ? json_string_value(v) : "?");
+    }
     json_t *root = json_object_get(j, "root");
     if (json_is_object(root))
         json_object_set_new(root, "path", json_string(rootfs));
@@ -431,6 +466,93 @@ static void shutdown_sandbox(struct rt *rt, msg_t **req)
             return;
     }
     stop_vm(rt);
+}
+
+/* ---- proxies ------------------------------------------------------------------- */
+
+static void pwatch_free(struct rt *rt, struct pwatch *p)
+{
+    for (struct pwatch **pp = &rt->pwatches; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    actor_unwatch(rt->self, &p->w);
+    if (p->fd >= 0)
+        close(p->fd);
+    free(p);
+}
+
+static void pwatch_drop(struct rt *rt, const char *cid)
+{
+    for (struct pwatch *p = rt->pwatches, *n; p; p = n) {
+        n = p->next;
+        if (!cid || !strcmp(p->cid, cid))
+            pwatch_free(rt, p);
+    }
+}
+
+static void on_kill_done(actor_t *a, msg_t **reply, void *arg)
+{
+    if ((*reply)->status)
+        log_debug("kill after proxy exit: %s", (*reply)->status_text ? (*reply)->status_text : "");
+}
+
+static struct ctr *find(struct rt *rt, const char *id);
+
+static void on_proxy_exit(actor_t *a, int fd, short what, void *arg)
+{
+    struct pwatch *p = arg;
+    struct rt *rt = p->rt;
+    char cid[RT_ID_MAX + 1], eid[RT_ID_MAX + 1];
+    snprintf(cid, sizeof cid, "%s", p->cid);
+    snprintf(eid, sizeof eid, "%s", p->eid);
+    pwatch_free(rt, p);
+    struct ctr *c = find(rt, cid);
+    if (!c || rt->sb != SB_READY)
+        return;
+    bool alive = !eid[0] ? (c->state != C_STOPPED && c->state != C_CREATING) : true;
+    for (struct exited_exec *e = c->execs; e && eid[0]; e = e->next)
+        if (!strcmp(e->exec_id, eid))
+            alive = false;
+    if (!alive)
+        return;
+    log_info("the host process of %s%s%s is gone: killing it", cid, eid[0] ? " exec " : "", eid);
+    msg_t *m = msg_new(MSG_AGENT_SIGNAL_PROCESS);
+    msg_agent_signal_process_t *b = m->body;
+    msg_set_str(&b->container_id, cid);
+    msg_set_str(&b->exec_id, eid);
+    b->signal = SIGKILL;
+    b->all = !eid[0];
+    request(rt, "agent", &m, 10000, on_kill_done, NULL);
+}
+
+static void pwatch_add(struct rt *rt, const char *cid, const char *eid, pid_t pid)
+{
+    if (pid <= 0 || pid == getpid())
+        return;
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0) {
+        log_debug("pidfd_open %d: %m (no proxy watch)", (int)pid);
+        return;
+    }
+    struct pwatch *p = calloc(1, sizeof *p);
+    if (!p) {
+        close(fd);
+        return;
+    }
+    p->rt = rt;
+    p->fd = fd;
+    snprintf(p->cid, sizeof p->cid, "%s", cid);
+    snprintf(p->eid, sizeof p->eid, "%s", eid);
+    p->w = actor_watch(rt->self, fd, EV_READ, on_proxy_exit, p);
+    if (!p->w) {
+        close(fd);
+        free(p);
+        return;
+    }
+    p->next = rt->pwatches;
+    rt->pwatches = p;
 }
 
 /* ---- boot ---------------------------------------------------------------------- */
@@ -587,6 +709,7 @@ static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
     }
     set_state(rt, c, C_CREATED);
     save_sandbox(rt);
+    pwatch_add(rt, c->id, "", c->proxy_pid);
     msg_t *r = msg_new_reply(op->req, MSG_RT_CREATED);
     msg_rt_created_t *b = r->body;
     msg_set_str(&b->id, c->id);
@@ -861,10 +984,13 @@ static void on_update(actor_t *a, msg_t **m, void *state)
 static void on_exec_started(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
-    if ((*reply)->status)
+    msg_rt_exec_t *b = op->req->body;
+    if ((*reply)->status) {
         reply_from(a, op->req, *reply, "exec failed");
-    else
+    } else {
+        pwatch_add(op->rt, op->c->id, b->exec_id, (pid_t)b->proxy_pid);
         reply_ok(a, op->req, op->c->id);
+    }
     op_free(op);
 }
 
@@ -1152,11 +1278,20 @@ static void delete_finish(struct op *op)
         }
         pp = &w->next;
     }
+    pwatch_drop(rt, c->id);
     if (rt->vm && res_share_remove_container(rt->dir, c->id, &err) < 0) {
         log_warn("remove the share of %s: %s, ignoring", c->id, err_str(&err));
         err_clear(&err);
     }
     log_info("container %s deleted", c->id);
+    {
+        /* proxies of containers that never ran wait for this */
+        msg_t *ev = msg_new(MSG_RT_STATE_CHANGED);
+        msg_set_str(&((msg_rt_state_changed_t *)ev->body)->id, c->id);
+        msg_set_str(&((msg_rt_state_changed_t *)ev->body)->state, "deleted");
+        actor_publish(rt->self, &ev, &err);
+        err_clear(&err);
+    }
     unlink_ctr(rt, c);
     ctr_free(c);
     if (!rt->ctrs) {
@@ -1238,6 +1373,7 @@ static void fini(actor_t *a, void *state)
         ctr_free(c);
     }
     msg_destroy(&rt->shutdown_req);
+    pwatch_drop(rt, NULL);
     persist_store_destroy(&rt->store);
     free(rt->created);
     free(rt);

@@ -141,9 +141,10 @@ int container_caps_apply(const oci_process_t *p, err_t *err)
     for (int c = 0; c <= cap_last(); c++) {
         if (!(amb & (1ULL << c)))
             continue;
-        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-            return err_errno(err, "raise ambient %s (it must also be permitted and inheritable)",
-                             cap_names[c]);
+        /* as runc: an ambient capability the kernel refuses (not permitted
+         * and inheritable) is skipped, not fatal; the host runtime logs it */
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0 && errno != EPERM)
+            return err_errno(err, "raise ambient %s", cap_names[c]);
     }
     return 0;
 }
