@@ -23,7 +23,7 @@ SAN_FLAGS :=
 endif
 
 CC ?= gcc
-PKGS := libzmq msgpack libevent libevent_pthreads jansson libseccomp libprotobuf-c
+PKGS := libzmq msgpack libevent libevent_pthreads jansson libseccomp libprotobuf-c libmnl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
