@@ -21,6 +21,7 @@
 #include "persist/store.h"
 #include "resources/share.h"
 #include "resources/sizing.h"
+#include "runtimes/hooks.h"
 #include "runtimes/state.h"
 
 #define HV_TIMEOUT_MS     60000 /* a TCG boot takes seconds; a cold one more */
@@ -109,6 +110,7 @@ struct op {
     msg_t *req; /* the front end's request, answered when the op ends */
     struct ctr *c;
     int step;
+    char *errtext; /* a failure to report once cleanup is done */
 };
 
 static struct op *op_new(struct rt *rt, msg_t **req, struct ctr *c)
@@ -126,6 +128,7 @@ static struct op *op_new(struct rt *rt, msg_t **req, struct ctr *c)
 
 static void op_free(struct op *op)
 {
+    free(op->errtext);
     msg_destroy(&op->req);
     free(op);
 }
@@ -687,7 +690,96 @@ static void boot(struct rt *rt, const oci_spec_t *first)
         boot_failed(rt, "cannot reach the hypervisor actor");
 }
 
+/* ---- OCI hooks (on the host, at the points the spec names) ------------------------ */
+
+typedef void (*hooks_next_fn)(struct op *op, int result, err_t *err);
+
+struct hookchain {
+    struct op *op;
+    enum oci_hook_kind kinds[3];
+    int n, i;
+    const char *status;
+    hooks_next_fn next;
+    int worst; /* RT_HOOKS_WARNED seen */
+    err_t warn;
+};
+
+static void hook_step(struct hookchain *h);
+
+static void on_hooks_done(int result, err_t *err, void *arg)
+{
+    struct hookchain *h = arg;
+    if (result < 0) {
+        err_t e = ERR_INIT;
+        err_move(&e, err);
+        hooks_next_fn next = h->next;
+        struct op *op = h->op;
+        err_clear(&h->warn);
+        free(h);
+        next(op, result, &e);
+        err_clear(&e);
+        return;
+    }
+    if (result == RT_HOOKS_WARNED) {
+        log_warn("container %s: %s hooks: %s, continuing", h->op->c->id,
+                 oci_hook_kind_name(h->kinds[h->i]), err_str(err));
+        h->worst = RT_HOOKS_WARNED;
+    }
+    h->i++;
+    hook_step(h);
+}
+
+static void hook_step(struct hookchain *h)
+{
+    struct ctr *c = h->op->c;
+    while (h->i < h->n && c->spec->n_hooks[h->kinds[h->i]] == 0)
+        h->i++;
+    if (h->i == h->n) {
+        hooks_next_fn next = h->next;
+        struct op *op = h->op;
+        int worst = h->worst;
+        free(h);
+        next(op, worst, NULL);
+        return;
+    }
+    enum oci_hook_kind k = h->kinds[h->i];
+    rt_hook_state_t st = {.id = c->id,
+                          .status = h->status,
+                          .pid = k == OCI_HOOK_POSTSTOP ? 0 : c->proxy_pid,
+                          .bundle = c->bundle,
+                          .annotations = c->spec->annotations,
+                          .n_annotations = c->spec->n_annotations};
+    err_t err = ERR_INIT;
+    if (rt_hooks_start(actor_base(h->op->rt->self), k, c->spec->hooks[k], c->spec->n_hooks[k], &st,
+                       on_hooks_done, h, NULL, &err) < 0) {
+        hooks_next_fn next = h->next;
+        struct op *op = h->op;
+        free(h);
+        next(op, -err.code, &err);
+        err_clear(&err);
+    }
+}
+
+/* Runs the hooks of the given kinds in order, then next(op, result, err):
+ * result < 0 when a fatal hook failed (err says which), else 0 or
+ * RT_HOOKS_WARNED. */
+static void run_hooks(struct op *op, const enum oci_hook_kind *kinds, int n, const char *status,
+                      hooks_next_fn next)
+{
+    struct hookchain *h = calloc(1, sizeof *h);
+    if (!h)
+        abort();
+    h->op = op;
+    memcpy(h->kinds, kinds, (size_t)n * sizeof *kinds);
+    h->n = n;
+    h->status = status;
+    h->next = next;
+    hook_step(h);
+}
+
 /* ---- create ----------------------------------------------------------------------- */
+
+static void create_hooks_done(struct op *op, int result, err_t *err);
 
 static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
 {
@@ -705,6 +797,48 @@ static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
         op_free(op);
         if (!rt->ctrs)
             shutdown_sandbox(rt, NULL);
+        return;
+    }
+    static const enum oci_hook_kind create_hooks[] = {OCI_HOOK_PRESTART, OCI_HOOK_CREATE_RUNTIME,
+                                                      OCI_HOOK_CREATE_CONTAINER};
+    run_hooks(op, create_hooks, 3, "creating", create_hooks_done);
+}
+
+static void on_removed_after_hook(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    if (rt->vm)
+        res_share_remove_container(rt->dir, c->id, NULL);
+    persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
+    /* the caller learns of the failure once nothing of the container is left */
+    actor_reply_error(a, op->req, EIO, "%s", op->errtext ? op->errtext : "create hook failed");
+    unlink_ctr(rt, c);
+    ctr_free(c);
+    save_sandbox(rt);
+    op_free(op);
+    if (!rt->ctrs)
+        shutdown_sandbox(rt, NULL);
+}
+
+static void create_hooks_done(struct op *op, int result, err_t *err)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    actor_t *a = rt->self;
+    if (result < 0) {
+        /* as the spec says: a failed create hook fails the create, and the
+         * container is destroyed */
+        op->errtext = strdup(err_str(err));
+        msg_t *m = msg_new(MSG_AGENT_REMOVE_CONTAINER);
+        msg_set_str(&((msg_agent_remove_container_t *)m->body)->container_id, c->id);
+        ((msg_agent_remove_container_t *)m->body)->timeout_ms = REMOVE_TIMEOUT_MS;
+        if (request(rt, "agent", &m, REMOVE_TIMEOUT_MS + 5000, on_removed_after_hook, op) < 0) {
+            msg_t *fake = msg_new(MSG_AGENT_OK);
+            on_removed_after_hook(a, &fake, op);
+            msg_destroy(&fake);
+        }
         return;
     }
     set_state(rt, c, C_CREATED);
@@ -855,18 +989,40 @@ static struct ctr *need(struct rt *rt, actor_t *a, const msg_t *req, const char 
     return c;
 }
 
+static void poststart_done(struct op *op, int result, err_t *err)
+{
+    reply_ok(op->rt->self, op->req, op->c->id);
+    op_free(op);
+}
+
 static void on_started(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
     if ((*reply)->status) {
         reply_from(a, op->req, *reply, "start container");
-    } else {
-        rt_container_state_t next;
-        if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0)
-            set_state(op->rt, op->c, next);
-        reply_ok(a, op->req, op->c->id);
+        op_free(op);
+        return;
     }
-    op_free(op);
+    rt_container_state_t next;
+    if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0)
+        set_state(op->rt, op->c, next);
+    static const enum oci_hook_kind post[] = {OCI_HOOK_POSTSTART};
+    run_hooks(op, post, 1, "running", poststart_done);
+}
+
+static void start_hooks_done(struct op *op, int result, err_t *err)
+{
+    if (result < 0) {
+        actor_reply_error(op->rt->self, op->req, EIO, "%s", err_str(err));
+        op_free(op);
+        return;
+    }
+    msg_t *r = msg_new(MSG_AGENT_START_CONTAINER);
+    msg_set_str(&((msg_agent_start_container_t *)r->body)->container_id, op->c->id);
+    if (request(op->rt, "agent", &r, AGENT_TIMEOUT_MS, on_started, op) < 0) {
+        actor_reply_error(op->rt->self, op->req, EIO, "cannot reach the agent actor");
+        op_free(op);
+    }
 }
 
 static void on_start(actor_t *a, msg_t **m, void *state)
@@ -877,13 +1033,9 @@ static void on_start(actor_t *a, msg_t **m, void *state)
         return;
     if (!ct_allowed(a, *m, c, RT_CT_EV_START, NULL))
         return;
-    msg_t *r = msg_new(MSG_AGENT_START_CONTAINER);
-    msg_set_str(&((msg_agent_start_container_t *)r->body)->container_id, c->id);
     struct op *op = op_new(rt, m, c);
-    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_started, op) < 0) {
-        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
-        op_free(op);
-    }
+    static const enum oci_hook_kind pre[] = {OCI_HOOK_START_CONTAINER};
+    run_hooks(op, pre, 1, "created", start_hooks_done);
 }
 
 /* Replies ok (or the failure) to op->req, then moves to op->step's state. */
@@ -1256,9 +1408,60 @@ static void on_hv_exited(actor_t *a, msg_t **m, void *state)
     sandbox_lost(rt, why);
 }
 
+/* A peer actor died (supervisor's actor.down): its requests already failed
+ * (actors/actor.c); without the hypervisor or the agent actor nothing in
+ * the sandbox can be reached, so it is lost as if the VM had exited. */
+static void on_actor_down(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_actor_down_t *b = (*m)->body;
+    if (strcmp(b->name, HV_ACTOR_NAME) && strcmp(b->name, "agent"))
+        return;
+    char why[MSG_SMALL * 2 + 32];
+    snprintf(why, sizeof why, "actor %s down: %s", b->name, b->reason);
+    sandbox_lost(rt, why);
+}
+
+/* Fault injection (docs/faults.md): only ever sent by the broker when an
+ * effect rule fires. */
+static void on_fault(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_fault_inject_t *b = (*m)->body;
+    if (strcmp((*m)->from, "bus")) {
+        actor_reply_error(a, *m, EPERM, "fault.inject is the broker's");
+        return;
+    }
+    if (!strcmp(b->action, "kill-vmm")) {
+        log_warn("fault: SIGKILL of the VMM (pid %d)", (int)rt->vmm_pid);
+        if (rt->vmm_pid > 0)
+            kill(rt->vmm_pid, SIGKILL);
+    } else if (!strcmp(b->action, "enospc") || !strcmp(b->action, "eio")) {
+        log_warn("fault: the next %llu state writes fail with %s", (unsigned long long)b->count,
+                 b->action);
+        persist_store_set_fault(rt->store, b->action[0] == 'e' && b->action[1] == 'n' ? ENOSPC : EIO,
+                                (unsigned)(b->count ? b->count : 1));
+    } else {
+        actor_reply_error(a, *m, EINVAL, "runtime: no fault '%s'", b->action);
+        return;
+    }
+    msg_t *ok = msg_new_reply(*m, MSG_AGENT_OK);
+    if (ok)
+        actor_reply(a, *m, &ok);
+}
+
 /* ---- delete ---------------------------------------------------------------------------- */
 
+static void delete_finish2(struct op *op, int result, err_t *e);
+
+/* poststop hooks run once the container is gone, before its state goes */
 static void delete_finish(struct op *op)
+{
+    static const enum oci_hook_kind post[] = {OCI_HOOK_POSTSTOP};
+    run_hooks(op, post, 1, "stopped", delete_finish2);
+}
+
+static void delete_finish2(struct op *op, int result, err_t *e)
 {
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
@@ -1359,6 +1562,10 @@ static int init(actor_t *a, void *state, err_t *err)
 static void fini(actor_t *a, void *state)
 {
     struct rt *rt = state;
+    /* a runtime that ends before the sandbox did (it died) lets the daemon
+     * go: its exit stops the VM; state on disk then reads "stopped" */
+    if (rt->done_fd >= 0)
+        signal_done(rt);
     for (int i = 0; i < rt->nqueued; i++)
         msg_destroy(&rt->queued[i]);
     while (rt->waiters) {
@@ -1396,11 +1603,13 @@ static const actor_handler_t handlers[] = {
     {MSG_AGENT_OOM, on_agent_oom},
     {MSG_AGENT_LOST, on_agent_lost},
     {MSG_HV_EXITED, on_hv_exited},
+    {MSG_ACTOR_DOWN, on_actor_down},
+    {MSG_FAULT_INJECT, on_fault},
     {MSG_NONE, NULL},
 };
 
 static const char *const subscriptions[] = {"agent.exited", "agent.oom", "agent.lost", "hv.exited",
-                                            NULL};
+                                            "actor.down",   NULL};
 
 static const actor_def_t def = {.name = RT_ACTOR_NAME,
                                 .handlers = handlers,

@@ -20,8 +20,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-mkbundle() { # dir args-json
-    local d=$1
+mkbundle() { # dir args-json [hooks-json]
+    local d=$1 hooks=""
+    [ -n "${3:-}" ] && hooks="\"hooks\": $3,"
     mkdir -p "$d/rootfs"/{bin,proc,sys,dev,etc,tmp}
     cp /bin/busybox "$d/rootfs/bin/busybox"
     chroot "$d/rootfs" /bin/busybox --install -s /bin
@@ -33,7 +34,7 @@ mkbundle() { # dir args-json
               "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]},
               "noNewPrivileges": true},
   "root": {"path": "rootfs", "readonly": false},
-  "hostname": "husk",
+  "hostname": "husk", $hooks
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
@@ -45,7 +46,16 @@ mkbundle() { # dir args-json
 }
 JSON
 }
-mkbundle "$T/b1" '["/bin/sh", "-c", "echo hello; exec sleep 60"]'
+hook() { # script-path kind: a hook that records its stdin and argv
+    printf '#!/bin/sh\necho "$@" > %s/hook-%s.args\ncat > %s/hook-%s.state\n' "$T" "$2" "$T" "$2" > "$1"
+    chmod +x "$1"
+}
+hook "$T/h-prestart" prestart; hook "$T/h-poststart" poststart; hook "$T/h-poststop" poststop
+mkbundle "$T/b1" '["/bin/sh", "-c", "echo hello; exec sleep 60"]' \
+    '{"prestart": [{"path": "'"$T"'/h-prestart", "args": ["h-prestart", "one"]}],
+      "poststart": [{"path": "'"$T"'/h-poststart"}],
+      "poststop": [{"path": "'"$T"'/h-poststop", "timeout": 5}]}'
+mkbundle "$T/b3" '["/bin/true"]' '{"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo bad hook >&2; exit 4"]}]}'
 mkbundle "$T/b2" '["/bin/sh", "-c", "echo second; exit 7"]'
 
 run_backend() { # backend
@@ -54,7 +64,7 @@ run_backend() { # backend
     mkdir -p "$root"
     echo "# backend $be"
     printf '[hypervisor]\nkernel = %s\ninitrd = %s\n' "$ROOT/$B/guest/vmlinux" "$ROOT/$B/guest/initrd.img" > "$T/husk.conf"
-    HUSK_CONFIG=$T/husk.conf HUSK_HYPERVISOR=$be HUSK_BIN_DIR=$ROOT/$B/bin timeout 240 "$DRIVE" "$root" "sb-$be" "$T/b1" "$T/b2" \
+    HUSK_CONFIG=$T/husk.conf HUSK_HYPERVISOR=$be HUSK_BIN_DIR=$ROOT/$B/bin timeout 240 "$DRIVE" "$root" "sb-$be" "$T/b1" "$T/b2" "$T/b3" \
         > "$T/$be.out" 2>&1
     sed "s/^\(not \)\{0,1\}ok - /&$be: /" "$T/$be.out"
     if grep -q '^not ok' "$T/$be.out" || ! grep -q 'sandbox directory removed' "$T/$be.out"; then
@@ -62,6 +72,13 @@ run_backend() { # backend
         grep -v 'level=debug' "$root/sb-$be.daemon.log" 2>/dev/null | tail -25 | sed 's/^/#   /'
         [ -f "$root/sb-$be/console.log" ] && tail -20 "$root/sb-$be/console.log" | sed 's/^/#   console: /'
     fi
+    for k in prestart poststart poststop; do
+        if grep -q '"id":"c1"' "$T/hook-$k.state" 2>/dev/null; then echo "ok - $be: $k hook ran with the state on stdin"
+        else echo "not ok - $be: $k hook ran with the state on stdin"; fi
+    done
+    grep -q '^one$' "$T/hook-prestart.args" 2>/dev/null && echo "ok - $be: hook args as the spec gives" \
+        || echo "not ok - $be: hook args as the spec gives"
+    rm -f "$T"/hook-*
     if [ -n "$(pgrep -f "husk-agent.*$root" 2>/dev/null)" ] || pgrep -f "qemu-system.*$root" >/dev/null; then
         echo "not ok - $be: processes left behind"
     else

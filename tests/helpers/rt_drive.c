@@ -155,6 +155,7 @@ int main(int argc, char **argv)
     }
     const char *root = argv[1], *sid = argv[2], *bundle = argv[3];
     const char *bundle2 = argc > 4 ? argv[4] : NULL;
+    const char *bundle_badhook = argc > 5 ? argv[5] : NULL;
     char exe[PATH_MAX];
     const char *bin = getenv("HUSK_BIN_DIR");
     snprintf(exe, sizeof exe, "%s/husk", bin ? bin : ".");
@@ -246,6 +247,15 @@ int main(int argc, char **argv)
         result(s2 == 7, "c2 exits with 7 (got %lld)", s2);
         rc = simple(MSG_RT_DELETE, "c2", text, sizeof text);
         result(rc == 0, "delete c2 %s", text);
+    }
+
+    /* a failing createRuntime hook fails the create and leaves nothing */
+    if (bundle_badhook) {
+        rc = create("c3", bundle_badhook, text, sizeof text);
+        result(rc != 0 && strstr(text, "hook"), "failing createRuntime hook fails create: %s",
+               text);
+        rc = simple(MSG_RT_START, "c3", text, sizeof text);
+        result(rc == ENOENT, "the container of a failed hook is gone: %s", text);
     }
 
     /* kill: the init dies by SIGKILL -> 137 */
