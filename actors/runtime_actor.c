@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/store.h"
+#include "resources/cgroup_host.h"
 #include "resources/share.h"
 #include "resources/sizing.h"
 #include "runtimes/hooks.h"
@@ -94,6 +95,7 @@ struct rt {
     char backend[32], agent_socket[PATH_MAX];
     bool vm;           /* a real VM: the rootfs travels over the 9p share */
     bool share_ready;  /* resources/share set up under dir */
+    res_cgroup_t *cgroup; /* the host cgroup holding the VMM (sized from the spec) */
     pid_t vmm_pid;
     char *created;
     struct ctr *ctrs;
@@ -403,6 +405,11 @@ static void finish_shutdown(struct rt *rt)
         err_clear(&err);
     }
     rt->share_ready = false;
+    if (rt->cgroup && res_cgroup_remove(rt->cgroup, 2000, &err) < 0) {
+        log_warn("remove the sandbox cgroup: %s, ignoring", err_str(&err));
+        err_clear(&err);
+    }
+    res_cgroup_destroy(&rt->cgroup);
     if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
         log_error("remove sandbox state: %s", err_str(&err));
         err_clear(&err);
@@ -633,6 +640,12 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
         return;
     }
     rt->vmm_pid = (pid_t)b->pid;
+    err_t cerr = ERR_INIT;
+    if (rt->cgroup && rt->vmm_pid > 0 && res_cgroup_add_pid(rt->cgroup, rt->vmm_pid, &cerr) < 0) {
+        log_warn("move VMM pid %d into the sandbox cgroup: %s, ignoring", (int)rt->vmm_pid,
+                 err_str(&cerr));
+        err_clear(&cerr);
+    }
     snprintf(rt->backend, sizeof rt->backend, "%s", b->backend);
     snprintf(rt->agent_socket, sizeof rt->agent_socket, "%s", b->agent_socket);
     save_sandbox(rt);
@@ -659,6 +672,20 @@ static void boot(struct rt *rt, const oci_spec_t *first)
     if (first && res_sizing_from_spec(first, &defs, &size, &err) < 0) {
         log_warn("sizing: %s; using the defaults", err_str(&err));
         err_clear(&err);
+    }
+    res_cgroup_limits_t lim;
+    if (first) {
+        res_cgroup_limits_from_spec(first, (uint64_t)256 << 20, &lim);
+        if (res_cgroup_create(NULL, rt->sandbox_id, &lim, &rt->cgroup, &err) < 0) {
+            log_warn("host cgroup for sandbox %s: %s; the VMM runs without one", rt->sandbox_id,
+                     err_str(&err));
+            err_clear(&err);
+        } else {
+            size_t nw = 0;
+            const char *const *w = res_cgroup_warnings(rt->cgroup, &nw);
+            for (size_t i = 0; i < nw; i++)
+                log_warn("host cgroup: %s", w[i]);
+        }
     }
     char *share = NULL;
     if (rt->vm) {
@@ -1581,6 +1608,7 @@ static void fini(actor_t *a, void *state)
     }
     msg_destroy(&rt->shutdown_req);
     pwatch_drop(rt, NULL);
+    res_cgroup_destroy(&rt->cgroup);
     persist_store_destroy(&rt->store);
     free(rt->created);
     free(rt);
