@@ -342,6 +342,25 @@ static void cancel_all_pending(actor_t *a)
     }
 }
 
+/* An actor that is down will answer nothing: its pending requests fail now
+ * rather than at their deadlines. */
+static void fail_pending_to(actor_t *a, const char *name, const char *reason)
+{
+    for (int i = 0; i < PENDING_BUCKETS; i++) {
+        for (struct pending **pp = &a->pending[i]; *pp;) {
+            struct pending *p = *pp;
+            if (strcmp(p->to, name)) {
+                pp = &p->next;
+                continue;
+            }
+            *pp = p->next;
+            complete_error(p, EHOSTDOWN, "%s is down (%s): %s not answered", name, reason,
+                           msg_type_name(p->type));
+            pp = &a->pending[i]; /* the callback may have changed the bucket */
+        }
+    }
+}
+
 /* ---- receiving --------------------------------------------------------------- */
 
 static void dispatch(actor_t *a, msg_t **mp)
@@ -372,6 +391,19 @@ static void dispatch(actor_t *a, msg_t **mp)
             actor_reply(a, m, &pong);
         }
         return;
+    }
+    if (m->type == MSG_FAULT_INJECT && !strcmp(m->from, "bus") &&
+        !strcmp(((msg_fault_inject_t *)m->body)->action, "kill")) {
+        /* fault injection (docs/faults.md): the thread ends as if it had
+         * died: fini runs, but no goodbye; the supervisor finds out */
+        log_warn("killed by fault injection");
+        a->registered = false;
+        actor_exit(a, "killed by fault injection");
+        return;
+    }
+    if (m->type == MSG_ACTOR_DOWN && strcmp(m->to, a->name)) {
+        msg_actor_down_t *d = m->body;
+        fail_pending_to(a, d->name, d->reason);
     }
     actor_handler_fn fn = a->by_type[m->type];
     if (fn) {

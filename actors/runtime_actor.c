@@ -465,8 +465,19 @@ static void shutdown_sandbox(struct rt *rt, msg_t **req)
         rt->shutdown_req = *req;
         *req = NULL;
     }
-    if (rt->sb == SB_STOPPING || rt->sb == SB_STOPPED)
+    if (rt->sb == SB_STOPPING)
+        return; /* the stop under way answers at its end */
+    if (rt->sb == SB_STOPPED) {
+        /* the VM died on its own (hv.exited, agent.lost): release what is
+         * left of it and answer; or it is all done already */
+        if (!rt->done_signalled)
+            stop_vm(rt);
+        else if (rt->shutdown_req) {
+            reply_ok(rt->self, rt->shutdown_req, rt->sandbox_id);
+            msg_destroy(&rt->shutdown_req);
+        }
         return;
+    }
     bool agent_up = rt->sb == SB_READY;
     sb_move(rt, RT_SB_EV_STOP);
     save_sandbox(rt);

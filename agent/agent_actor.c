@@ -87,6 +87,7 @@ static const struct {
     {MSG_AGENT_ADD_ARP_NEIGHBORS, MSG_AGENT_OK},
     {MSG_AGENT_LIST_INTERFACES, MSG_AGENT_INTERFACES},
     {MSG_AGENT_LIST_ROUTES, MSG_AGENT_ROUTES},
+    {MSG_FAULT_INJECT, MSG_AGENT_OK}, /* agent-exit, agent-hang: for husk-agent */
 };
 #define N_REQ (sizeof reply_types / sizeof reply_types[0])
 

@@ -408,6 +408,29 @@ static void enqueue_delayed(bus_t *b, const char *to, const char *from, const ch
     memcpy(zmq_msg_data(&d->parts[3]), env, len);
 }
 
+/* A known actor whose socket is gone (a thread that died without a
+ * goodbye): report it at once rather than at the next supervision miss. */
+static void peer_unreachable(bus_t *b, const char *to)
+{
+    if (find_actor(b, to))
+        actor_gone(b, to, "unreachable: its socket is closed");
+}
+
+/* Sends the fault.inject that carries out an effect rule (docs/faults.md). */
+static void fire_effect(bus_t *b, fault_hit_t hit, const char *to)
+{
+    const char *target = fault_effect_target(hit.action, to);
+    msg_t *m = target ? msg_new(MSG_FAULT_INJECT) : NULL;
+    if (!m)
+        return;
+    snprintf(m->to, sizeof m->to, "%s", target);
+    msg_fault_inject_t *body = m->body;
+    msg_set_str(&body->action, fault_action_name(hit.action));
+    body->count = hit.param ? hit.param : 1;
+    log_info("fault: %s (rule %d) at %s", fault_action_name(hit.action), hit.rule + 1, target);
+    broker_send(b, &m);
+}
+
 static void route_one(bus_t *b, const char *from, const char *to, const char *type,
                       const void *env, size_t len, bool faults_on)
 {
@@ -440,11 +463,24 @@ static void route_one(bus_t *b, const char *from, const char *to, const char *ty
         for (unsigned i = 0; i < hit.param; i++)
             deliver(b, to, from, type, env, len);
         break;
-    default: tap_copy(b, type, from, to, env, len, NULL); break;
+    default:
+        if (fault_is_effect(hit.action)) {
+            /* the effect first, the message it rode on shortly after */
+            char note[48];
+            snprintf(note, sizeof note, "fault:%s", fault_action_name(hit.action));
+            tap_copy(b, type, from, to, env, len, note);
+            fire_effect(b, hit, to);
+            enqueue_delayed(b, to, from, type, env, len, FAULT_EFFECT_HOLD_MS);
+            return;
+        }
+        tap_copy(b, type, from, to, env, len, NULL);
+        break;
     }
     if (deliver(b, to, from, type, env, len) < 0) {
-        if (errno == EHOSTUNREACH)
+        if (errno == EHOSTUNREACH) {
+            peer_unreachable(b, to);
             unroutable(b, from, to, type, env, len);
+        }
         else
             log_warn("deliver %s from %s to %s: %s, dropped", type, from, to, strerror(errno));
     }
@@ -466,6 +502,8 @@ static void route_event(bus_t *b, const char *from, const char *type, const void
         fault_hit_t hit = faults_match(b->faults, type, from, s->name);
         if (hit.action == FAULT_DROP)
             continue;
+        if (fault_is_effect(hit.action))
+            fire_effect(b, hit, s->name);
         if (deliver(b, s->name, from, type, env, len) < 0)
             log_debug("event %s to %s: %s", type, s->name, strerror(errno));
     }
@@ -539,9 +577,11 @@ static void release_delayed(bus_t *b, int64_t now)
             route_event(b, from, type, zmq_msg_data(&d->parts[3]), zmq_msg_size(&d->parts[3]));
         else if (deliver(b, to, from, type, zmq_msg_data(&d->parts[3]),
                          zmq_msg_size(&d->parts[3])) < 0 &&
-                 errno == EHOSTUNREACH)
+                 errno == EHOSTUNREACH) {
+            peer_unreachable(b, to);
             unroutable(b, from, to, type, zmq_msg_data(&d->parts[3]),
                        zmq_msg_size(&d->parts[3]));
+        }
         for (int k = 0; k < 4; k++)
             zmq_msg_close(&d->parts[k]);
     }

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,11 +27,26 @@ struct faults {
     size_t n;
 };
 
-static const char *const action_names[] = {"none", "drop", "delay", "duplicate", "corrupt"};
+static const char *const action_names[] = {"none",   "drop", "delay",      "duplicate",
+                                           "corrupt", "kill", "kill-vmm",   "enospc",
+                                           "eio",     "agent-exit", "agent-hang"};
 
 const char *fault_action_name(enum fault_action a)
 {
-    return a <= FAULT_CORRUPT ? action_names[a] : "?";
+    return a <= FAULT_LAST_ACTION ? action_names[a] : "?";
+}
+
+const char *fault_effect_target(enum fault_action a, const char *to)
+{
+    switch (a) {
+    case FAULT_KILL: return to;
+    case FAULT_KILL_VMM:
+    case FAULT_ENOSPC:
+    case FAULT_EIO: return "runtime";
+    case FAULT_AGENT_EXIT:
+    case FAULT_AGENT_HANG: return "agent";
+    default: return NULL;
+    }
 }
 
 faults_t *faults_new(void)
@@ -109,15 +125,23 @@ static int parse_rule(char *s, struct rule *r, err_t *err)
     char *colon = strchr(tok, ':');
     if (colon)
         *colon++ = 0;
-    for (int a = FAULT_DROP; a <= FAULT_CORRUPT; a++)
+    for (int a = FAULT_DROP; a <= FAULT_LAST_ACTION; a++)
         if (!strcmp(tok, action_names[a]))
             r->action = a;
     if (!r->action)
-        return err_make(err, EINVAL, "unknown action '%s' (drop, delay, duplicate, corrupt)", tok);
+        return err_make(err, EINVAL,
+                        "unknown action '%s' (drop, delay, duplicate, corrupt, kill, kill-vmm, "
+                        "enospc, eio, agent-exit, agent-hang)",
+                        tok);
+    bool takes_arg = r->action == FAULT_DELAY || r->action == FAULT_DUPLICATE ||
+                     r->action == FAULT_CORRUPT || r->action == FAULT_ENOSPC ||
+                     r->action == FAULT_EIO;
+    if (fault_is_effect(r->action))
+        r->count = 1; /* an effect fires once unless told otherwise */
     unsigned long long x;
     if (colon) {
-        if (r->action == FAULT_DROP)
-            return err_make(err, EINVAL, "drop takes no argument");
+        if (!takes_arg)
+            return err_make(err, EINVAL, "%s takes no argument", tok);
         if (parse_uint(colon, 3600000, &x) < 0 || x == 0)
             return err_make(err, EINVAL, "%s: argument '%s' must be an integer 1..3600000", tok,
                             colon);
@@ -163,7 +187,7 @@ static int parse_rule(char *s, struct rule *r, err_t *err)
     }
     char text[sizeof r->text];
     int n = snprintf(text, sizeof text, "%s", action_names[r->action]);
-    if (r->action != FAULT_DROP)
+    if (takes_arg)
         n += snprintf(text + n, sizeof text - n, ":%u", r->param);
     n += snprintf(text + n, sizeof text - n, " type=%s from=%s to=%s", r->type, r->from, r->to);
     if (r->count)

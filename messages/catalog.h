@@ -53,6 +53,16 @@
 #define MSG_FIELDS_actor_up(F, S) F(S, STR, name, MSG_SMALL) F(S, U64, pid, 0)
 #define MSG_FIELDS_actor_down(F, S) F(S, STR, name, MSG_SMALL) F(S, STR, reason, MSG_SMALL)
 
+/* ---- fault: fault injection outside the bus (docs/faults.md) ------------
+ * Sent by the broker (from "bus") when an effect rule fires; a test
+ * facility that does nothing unless a fault rule was set.  action:
+ *   kill        any actor: its thread ends at once, without a goodbye
+ *   kill-vmm    runtime: SIGKILL of the VMM (qemu, or the local agent process)
+ *   enospc, eio runtime: its next `count` state writes fail with that errno
+ *   agent-exit, agent-hang  agent actor -> husk-agent: exits / stops answering
+ * Answered by agent.ok (or not at all: kill, agent-exit, agent-hang). */
+#define MSG_FIELDS_fault_inject(F, S) F(S, STR, action, MSG_SMALL) F(S, U64, count, 0)
+
 /* ---- test: shapes used only by the codec tests ------------------------- */
 #define MSG_FIELDS_test_all(F, S)                                                                  \
     F(S, BOOL, flag, 0)                                                                            \
@@ -407,6 +417,7 @@
     M(AGENT_LIST_ROUTES, agent_list_routes, "agent.list_routes")                                   \
     M(AGENT_ROUTES, agent_routes, "agent.routes")                                                  \
     MSG_CATALOG_RT_HV(M)                                                                           \
+    M(FAULT_INJECT, fault_inject, "fault.inject")                                                  \
     M(TEST_ALL, test_all, "test.all")
 
 #endif

@@ -1,4 +1,4 @@
-/* husk-trace: attach to a sandbox's bus tap; show, record, replay-read and
+/* husk-trace: attach to a sandbox's bus tap; show, record, replay and
  * summarize its traffic; inject faults.
  *
  *   husk-trace [--root DIR] watch ID|PATH [--json] [filters] [--count N] [--seconds S]
@@ -6,6 +6,7 @@
  *   husk-trace [--root DIR] stats ID|PATH [--count N] [--seconds S]
  *   husk-trace [--root DIR] inject ID|PATH RULES | --list | --clear
  *   husk-trace show FILE [--json] [filters]
+ *   husk-trace replay FILE
  *   husk-trace stats FILE
  *   filters: --actor NAME  --type GLOB  --container ID
  *
@@ -25,12 +26,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "actors/client.h"
+#include "actors/runtime_actor.h"
+#include "bus/bus.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "messages/mpread.h"
 #include "messages/msg.h"
@@ -411,7 +416,9 @@ static void copy_str(mpr_t *r, char *dst, size_t cap, const char *file)
     dst[n] = 0;
 }
 
-static void from_file(const char *file)
+/* The records of a recording; rec.env points into *bufp (caller frees). */
+static struct rec *load_recording(const char *file, uint8_t **bufp, size_t *nrec, char *sandbox,
+                                  size_t sandbox_cap)
 {
     FILE *f = fopen(file, "rb");
     if (!f)
@@ -430,10 +437,17 @@ static void from_file(const char *file)
     uint32_t hn;
     if (mpr_map(&r, &hn) < 0)
         die("%s: not a husk-trace recording", file);
-    for (uint32_t i = 0; i < 2 * hn; i++)
-        if (mpr_skip(&r, 4) < 0)
+    for (uint32_t i = 0; i < hn; i++) {
+        char key[32];
+        copy_str(&r, key, sizeof key, file);
+        if (!strcmp(key, "sandbox") && sandbox)
+            copy_str(&r, sandbox, sandbox_cap, file);
+        else if (mpr_skip(&r, 4) < 0)
             die("%s: corrupt header", file);
-    while (r.p < r.end && (g.count <= 0 || g.seen < g.count)) {
+    }
+    struct rec *recs = NULL;
+    size_t nr = 0, rcap = 0;
+    while (r.p < r.end) {
         uint32_t an;
         struct rec rec;
         const uint8_t *b;
@@ -448,8 +462,23 @@ static void from_file(const char *file)
             die("%s: corrupt record", file);
         rec.env = b;
         rec.len = bl;
-        handle(&rec);
+        if (nr == rcap)
+            recs = realloc(recs, (rcap = rcap ? rcap * 2 : 256) * sizeof *recs);
+        recs[nr++] = rec;
     }
+    *bufp = buf;
+    *nrec = nr;
+    return recs;
+}
+
+static void from_file(const char *file)
+{
+    uint8_t *buf;
+    size_t n;
+    struct rec *recs = load_recording(file, &buf, &n, NULL, 0);
+    for (size_t i = 0; i < n && (g.count <= 0 || g.seen < g.count); i++)
+        handle(&recs[i]);
+    free(recs);
     free(buf);
 }
 
@@ -490,6 +519,386 @@ static int inject(const char *id, const char *what)
     return 0;
 }
 
+/* ---- replay ------------------------------------------------------------------
+ * Re-drives the runtime handler with a recording: a private bus, the real
+ * runtime actor (temp runtime root), one stub client per other actor of
+ * the recording.  Inputs to the runtime are sent by the stub named as
+ * their sender (recorded request ids mapped to the live ones), and every
+ * message the runtime sends is read off the tap and compared with the
+ * recorded one by type, destination, status and body, modulo ids, times,
+ * pids and the sandbox directory.  The broker's own messages (bus.*,
+ * actor.*) are left out: the live broker makes its own. */
+
+#define REPLAY_WAIT_MS 5000
+
+static const char *const rt_events[] = {"agent.exited", "agent.oom", "agent.lost", "hv.exited",
+                                        NULL};
+
+static bool replay_skip(const struct rec *r)
+{
+    if (!strcmp(r->type, "bus.error")) /* a failure reply is the runtime's own */
+        return !strcmp(r->from, "bus") || !strcmp(r->to, "bus");
+    return !strncmp(r->type, "bus.", 4) || !strncmp(r->type, "actor.", 6) ||
+           !strcmp(r->from, "bus") || !strcmp(r->to, "bus");
+}
+
+static bool is_input(const struct rec *r)
+{
+    if (!strcmp(r->to, RT_ACTOR_NAME))
+        return true;
+    if (strcmp(r->to, "*") || !strcmp(r->from, RT_ACTOR_NAME))
+        return false;
+    for (const char *const *e = rt_events; *e; e++)
+        if (!strcmp(r->type, *e))
+            return true;
+    return false;
+}
+
+struct idmap {
+    uint64_t rec, live;
+};
+
+static struct {
+    struct idmap *v;
+    size_t n, cap;
+} ids;
+
+static void map_id(uint64_t rec, uint64_t live)
+{
+    if (ids.n == ids.cap)
+        ids.v = realloc(ids.v, (ids.cap = ids.cap ? ids.cap * 2 : 256) * sizeof *ids.v);
+    ids.v[ids.n++] = (struct idmap){rec, live};
+}
+
+static uint64_t live_id(uint64_t rec)
+{
+    for (size_t i = ids.n; i-- > 0;)
+        if (ids.v[i].rec == rec)
+            return ids.v[i].live;
+    return 0;
+}
+
+static char rec_dir[4096], live_dir[4400];
+
+/* Drops what legitimately differs between two runs. */
+static void normalize(json_t *v)
+{
+    if (json_is_object(v)) {
+        const char *k;
+        json_t *x;
+        void *tmp;
+        json_object_foreach_safe(v, tmp, k, x)
+        {
+            size_t kl = strlen(k);
+            if (strstr(k, "pid") || (kl > 3 && !strcmp(k + kl - 3, "_ns")) ||
+                (kl > 3 && !strcmp(k + kl - 3, "_at")) || !strcmp(k, "created") ||
+                !strcmp(k, "ts") || !strcmp(k, "started"))
+                json_object_del(v, k);
+            else
+                normalize(x);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x) normalize(x);
+    } else if (json_is_string(v)) {
+        const char *str = json_string_value(v);
+        const char *dirs[2] = {rec_dir, live_dir};
+        for (int d = 0; d < 2; d++) {
+            size_t dl = strlen(dirs[d]);
+            if (dl && !strncmp(str, dirs[d], dl)) {
+                char *ns = NULL;
+                if (asprintf(&ns, "<sandbox>%s", str + dl) > 0) {
+                    json_string_set(v, ns);
+                    free(ns);
+                }
+                break;
+            }
+        }
+    }
+}
+
+/* "type to status body" of an envelope, normalized; caller frees. */
+static char *canon(const char *type, const char *to, const void *env, size_t len)
+{
+    err_t err = ERR_INIT;
+    char *text = msg_to_json(env, len, &err);
+    err_clear(&err);
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *body = j ? json_object_get(j, "body") : NULL;
+    json_t *code = j ? json_object_get(j, "code") : NULL;
+    if (body)
+        normalize(body);
+    char *bs = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_t *st = j ? json_object_get(j, "status") : NULL;
+    if (st)
+        normalize(st);
+    char *out = NULL;
+    if (asprintf(&out, "%s -> %s status=%lld%s%s%s %s", type, to,
+                 json_is_integer(code) ? (long long)json_integer_value(code) : 0LL,
+                 json_is_string(st) ? " \"" : "", json_is_string(st) ? json_string_value(st) : "",
+                 json_is_string(st) ? "\"" : "", bs ? bs : "{}") < 0)
+        out = NULL;
+    free(bs);
+    json_decref(j);
+    return out;
+}
+
+struct stub {
+    char name[MSG_NAME_MAX];
+    bus_client_t *c;
+};
+
+static bus_client_t *stub_for(struct stub **stubs, size_t *n, const char *name, const char *ep)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*stubs)[i].name, name))
+            return (*stubs)[i].c;
+    *stubs = realloc(*stubs, (*n + 1) * sizeof **stubs);
+    struct stub *s = &(*stubs)[(*n)++];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    err_t err = ERR_INIT;
+    if (bus_client_new(ep, name, &s->c, &err) < 0)
+        die("replay: stub %s: %s", name, err_str(&err));
+    return s->c;
+}
+
+/* The next message the runtime sends (not to the broker), off the tap. */
+static int next_output(void *tap, int wait_ms, struct rec *out, zmq_msg_t *env)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = wait_ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        if (left <= 0)
+            return -1;
+        zmq_pollitem_t it = {tap, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, left) <= 0)
+            continue;
+        zmq_msg_t parts[5];
+        int n = 0, more = 1;
+        while (more) {
+            zmq_msg_t f;
+            zmq_msg_init(&f);
+            if (zmq_msg_recv(&f, tap, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&f);
+                break;
+            }
+            more = zmq_msg_more(&f);
+            if (n < 5)
+                parts[n++] = f;
+            else
+                zmq_msg_close(&f);
+        }
+        bool got = false;
+        if (n == 5) {
+            copy_frame(&parts[0], out->type, sizeof out->type);
+            copy_frame(&parts[1], out->from, sizeof out->from);
+            copy_frame(&parts[2], out->to, sizeof out->to);
+            out->note[0] = 0;
+            if (!strcmp(out->from, RT_ACTOR_NAME) && !replay_skip(out)) {
+                zmq_msg_init(env);
+                zmq_msg_move(env, &parts[3]);
+                out->env = zmq_msg_data(env);
+                out->len = zmq_msg_size(env);
+                got = true;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&parts[i]);
+        if (got)
+            return 0;
+    }
+}
+
+static void print_rec(const char *what, const char *canon_text, uint64_t id, uint64_t re)
+{
+    printf("  %s: %s", what, canon_text);
+    if (id || re)
+        printf(" (id=%llu re=%llu)", (unsigned long long)id, (unsigned long long)re);
+    printf("\n");
+}
+
+static int replay(const char *file)
+{
+    uint8_t *buf;
+    size_t n;
+    char header_sb[RT_ID_MAX + 1] = "";
+    struct rec *recs = load_recording(file, &buf, &n, header_sb, sizeof header_sb);
+
+    /* the sandbox and backend the recording ran with */
+    char sbid[RT_ID_MAX + 1];
+    snprintf(sbid, sizeof sbid, "%s", header_sb);
+    for (size_t i = 0; i < n; i++) {
+        msg_t *m = NULL;
+        err_t err = ERR_INIT;
+        if (!strcmp(recs[i].type, "hv.start") && msg_decode(recs[i].env, recs[i].len, &m, &err) == 0) {
+            msg_hv_start_t *b = m->body;
+            snprintf(sbid, sizeof sbid, "%s", b->sandbox_id);
+            snprintf(rec_dir, sizeof rec_dir, "%s", b->dir);
+        } else if (!strcmp(recs[i].type, "hv.started") &&
+                   msg_decode(recs[i].env, recs[i].len, &m, &err) == 0 && m->body) {
+            setenv("HUSK_HYPERVISOR", ((msg_hv_started_t *)m->body)->backend, 1);
+        }
+        msg_destroy(&m);
+        err_clear(&err);
+    }
+    if (!sbid[0])
+        die("replay: %s names no sandbox", file);
+
+    char tmpl[] = "/tmp/husk-replay.XXXXXX";
+    if (!mkdtemp(tmpl))
+        die("replay: mkdtemp: %s", strerror(errno));
+    char root[4200], busdir[4200];
+    snprintf(root, sizeof root, "%s/root", tmpl);
+    snprintf(busdir, sizeof busdir, "%s/bus", tmpl);
+    snprintf(live_dir, sizeof live_dir, "%s/%s", root, sbid);
+    mkdir(root, 0700);
+
+    err_t err = ERR_INIT;
+    cfg_t *cfg = NULL;
+    bus_t *bus = NULL;
+    actor_t *rt = NULL;
+    if (cfg_load(NULL, &cfg, &err) < 0)
+        die("replay: configuration: %s", err_str(&err));
+    bus_opts_t bo = {.dir = busdir, .name = "replay", .supervise_ms = -1};
+    if (bus_new(&bo, &bus, &err) < 0)
+        die("replay: bus: %s", err_str(&err));
+    void *tap = zmq_socket(bus_context(bus), ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(tap, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(tap, ZMQ_SUBSCRIBE, "", 0);
+    zmq_connect(tap, bus_tap_endpoint(bus));
+    usleep(100 * 1000); /* the broker counts the subscription before it copies */
+
+    /* every peer of the runtime is there before it starts (a request to a
+     * missing actor fails at once) */
+    struct stub *stubs = NULL;
+    size_t nstubs = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *names[2] = {recs[i].from, recs[i].to};
+        if (replay_skip(&recs[i]) ||
+            (strcmp(recs[i].from, RT_ACTOR_NAME) && !is_input(&recs[i])))
+            continue;
+        for (int k = 0; k < 2; k++)
+            if (strcmp(names[k], RT_ACTOR_NAME) && strcmp(names[k], "*"))
+                stub_for(&stubs, &nstubs, names[k], bus_ipc_endpoint(bus));
+    }
+    usleep(100 * 1000); /* their connections are made in the background */
+
+    int done_fd = eventfd(0, EFD_CLOEXEC);
+    actor_opts_t ao = {.zctx = bus_context(bus), .endpoint = bus_endpoint(bus), .sandbox = sbid};
+    rt_actor_opts_t ro = {.cfg = cfg, .root = root, .sandbox_id = sbid, .done_fd = done_fd};
+    if (rt_actor_start(&ao, &ro, &rt, &err) < 0)
+        die("replay: runtime: %s", err_str(&err));
+
+    size_t inputs = 0, outputs = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct rec *r = &recs[i];
+        if (replay_skip(r))
+            continue;
+        uint64_t id = 0, re = 0;
+        msg_peek_ids(r->env, r->len, &id, &re);
+        if (is_input(r)) {
+            msg_t *m = NULL;
+            if (msg_decode(r->env, r->len, &m, &err) < 0) {
+                printf("replay: record %zu (%s from %s) is undecodable: %s; sent as recorded\n", i,
+                       r->type, r->from, err_str(&err));
+                err_clear(&err);
+                continue;
+            }
+            if (m->reply_to) {
+                uint64_t l = live_id(m->reply_to);
+                if (!l) {
+                    printf("replay: record %zu: %s from %s answers a request the runtime did "
+                           "not make (re=%llu)\n",
+                           i, r->type, r->from, (unsigned long long)m->reply_to);
+                    msg_destroy(&m);
+                    rc = 1;
+                    break;
+                }
+                m->reply_to = l;
+            }
+            /* the host processes of the recording (the CLI's proxies) are
+             * gone, or are others by now: the replay watches none */
+            if (m->type == MSG_RT_CREATE)
+                ((msg_rt_create_t *)m->body)->proxy_pid = 0;
+            else if (m->type == MSG_RT_EXEC)
+                ((msg_rt_exec_t *)m->body)->proxy_pid = 0;
+            /* requests get the stub's own ids: the runtime's answers are
+             * compared without ids, by destination */
+            bus_client_t *c = stub_for(&stubs, &nstubs, r->from, bus_ipc_endpoint(bus));
+            if (bus_client_send(c, r->to, &m, &err) < 0)
+                die("replay: send %s from %s: %s", r->type, r->from, err_str(&err));
+            inputs++;
+            continue;
+        }
+        if (strcmp(r->from, RT_ACTOR_NAME))
+            continue; /* traffic between other actors */
+        /* an output of the runtime: the next one must be the same */
+        struct rec live;
+        zmq_msg_t env;
+        char *want = canon(r->type, r->to, r->env, r->len);
+        if (next_output(tap, REPLAY_WAIT_MS, &live, &env) < 0) {
+            printf("DIVERGENCE at record %zu: the runtime sent nothing within %d ms\n", i,
+                   REPLAY_WAIT_MS);
+            print_rec("recorded", want, id, re);
+            free(want);
+            rc = 1;
+            break;
+        }
+        uint64_t lid = 0, lre = 0;
+        msg_peek_ids(live.env, live.len, &lid, &lre);
+        char *got = canon(live.type, live.to, live.env, live.len);
+        if (strcmp(want, got)) {
+            printf("DIVERGENCE at record %zu (output %zu of the runtime):\n", i, outputs + 1);
+            print_rec("recorded", want, id, re);
+            print_rec("replayed", got, lid, lre);
+            rc = 1;
+        } else if (!re) {
+            map_id(id, lid); /* its answer will come back with the live id */
+        }
+        free(want);
+        free(got);
+        zmq_msg_close(&env);
+        outputs++;
+    }
+    if (rc == 0) {
+        struct rec live;
+        zmq_msg_t env;
+        if (next_output(tap, 300, &live, &env) == 0) {
+            char *got = canon(live.type, live.to, live.env, live.len);
+            printf("DIVERGENCE after the recording's end: the runtime sent more\n");
+            print_rec("replayed", got, 0, 0);
+            free(got);
+            zmq_msg_close(&env);
+            rc = 1;
+        }
+    }
+    if (rc == 0)
+        printf("replay: %zu inputs, %zu outputs of the runtime: the same sequence\n", inputs,
+               outputs);
+    actor_stop(&rt, 5000);
+    for (size_t i = 0; i < nstubs; i++)
+        bus_client_destroy(&stubs[i].c);
+    free(stubs);
+    zmq_close(tap);
+    bus_destroy(&bus);
+    cfg_destroy(&cfg);
+    close(done_fd);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+    if (system(cmd) != 0)
+        fprintf(stderr, "husk-trace: could not remove %s\n", tmpl);
+    free(ids.v);
+    free(recs);
+    free(buf);
+    return rc;
+}
+
 static void usage(FILE *to)
 {
     fprintf(to, "usage:\n"
@@ -498,6 +907,7 @@ static void usage(FILE *to)
                 "  husk-trace [--root DIR] stats ID|PATH|FILE [--count N] [--seconds S]\n"
                 "  husk-trace [--root DIR] inject ID|PATH RULES|--list|--clear\n"
                 "  husk-trace show FILE [--json] [filters]\n"
+                "  husk-trace replay FILE   re-drive the runtime handler, report divergence\n"
                 "filters: --actor NAME --type GLOB --container ID\n"
                 "fault rules: see docs/faults.md\n");
 }
@@ -551,7 +961,7 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    log_setup(2, LOG_FMT_LOGFMT, LOG_ERROR);
+    log_setup(2, LOG_FMT_LOGFMT, getenv("HUSK_TRACE_DEBUG") ? LOG_DEBUG : LOG_ERROR);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     g.reqs = calloc(REQ_SLOTS, sizeof *g.reqs);
@@ -586,8 +996,8 @@ int main(int argc, char **argv)
         print_stats();
     } else if (!strcmp(cmd, "inject") && npos == 2) {
         return inject(pos[0], pos[1]);
-    } else if (!strcmp(cmd, "replay")) {
-        die("replay: not available yet (needs the runtime handler); record and show work");
+    } else if (!strcmp(cmd, "replay") && npos == 1) {
+        return replay(pos[0]);
     } else {
         usage(stderr);
         return 2;

@@ -1595,6 +1595,25 @@ static void h_network(struct agent *ag, const msg_t *req)
                  msg_type_name(req->type));
 }
 
+/* Fault injection (docs/faults.md), a test facility: the host's broker
+ * sends fault.inject only when a fault rule asks for it.  agent-exit ends
+ * the agent at once (in a VM: PID 1 exits, the guest panics); agent-hang
+ * stops it for good without exiting: nothing is answered any more. */
+static void h_fault(struct agent *ag, const msg_t *req)
+{
+    const msg_fault_inject_t *b = req->body;
+    if (!strcmp(b->action, "agent-exit")) {
+        log_warn("fault injection: exiting");
+        _exit(70);
+    }
+    if (!strcmp(b->action, "agent-hang")) {
+        log_warn("fault injection: hanging");
+        for (;;)
+            pause();
+    }
+    reply_err_id(ag, req->id, EINVAL, "husk-agent: no fault '%s'", b->action);
+}
+
 typedef void (*handler_fn)(struct agent *ag, const msg_t *req);
 static const struct {
     msg_type_t type;
@@ -1625,6 +1644,7 @@ static const struct {
     {MSG_AGENT_ADD_ARP_NEIGHBORS, h_network},
     {MSG_AGENT_LIST_INTERFACES, h_network},
     {MSG_AGENT_LIST_ROUTES, h_network},
+    {MSG_FAULT_INJECT, h_fault},
 };
 
 /* ---- the channel ------------------------------------------------------------ */
