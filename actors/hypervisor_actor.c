@@ -141,16 +141,21 @@ static void on_start(actor_t *a, msg_t **m, void *state)
     snprintf(params, sizeof params, "%s%s%s", s->cfg->kernel_params ? s->cfg->kernel_params : "",
              b->kernel_params[0] ? " " : "", b->kernel_params);
     c.kernel_params = params;
-    const char *extra[2] = {NULL, NULL};
-    char netns_arg[4200];
-    if (!strcmp(ops->name, "local")) {
+    if (!strcmp(ops->name, "local"))
         c.binary = s->agent_binary;
-        if (b->netns[0]) {
-            snprintf(netns_arg, sizeof netns_arg, "netns=%s", b->netns);
-            extra[0] = netns_arg;
-            c.extra_args = extra;
-        }
+    /* network: the VMM (or the local agent) runs in the namespace; NICs
+     * over its taps (resources/net.h) */
+    struct hv_net nets[16];
+    c.netns = b->netns[0] ? b->netns : NULL;
+    if (b->net_taps.n != b->net_macs.n || b->net_taps.n > 16) {
+        actor_reply_error(a, *m, EINVAL, "hypervisor: net_taps and net_macs differ");
+        return;
     }
+    for (size_t i = 0; i < b->net_taps.n; i++)
+        nets[i] = (struct hv_net){.id = b->net_taps.v[i], .tap = b->net_taps.v[i],
+                                  .mac = b->net_macs.v[i][0] ? b->net_macs.v[i] : NULL};
+    c.nets = nets;
+    c.n_nets = b->net_taps.n;
     if (b->share_dir[0]) {
         s->share.host_path = b->share_dir;
         s->share.mount_tag = b->share_tag[0] ? b->share_tag : "husk";

@@ -20,6 +20,8 @@
 #include "oci/spec.h"
 #include "persist/store.h"
 #include "resources/cgroup_host.h"
+#include "resources/net.h"
+#include "resources/netlink.h"
 #include "resources/share.h"
 #include "resources/sizing.h"
 #include "runtimes/hooks.h"
@@ -105,6 +107,8 @@ struct rt {
     msg_t *shutdown_req; /* rt.shutdown or the last delete, answered at the end */
     struct pwatch *pwatches;
     actor_t *self;
+    char netns[PATH_MAX]; /* the spec's network namespace path, "" if none */
+    res_net_t *net;       /* VM: the namespace's interfaces and their taps */
 };
 
 struct op {
@@ -353,7 +357,7 @@ static char *host_rootfs(const char *bundle, const char *root_path, err_t *err)
 
 /* The spec as the agent gets it: hooks run on the host, root is the path
  * the agent sees. */
-static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
+static char *amend_spec(const char *spec_json, const char *rootfs, bool vm, err_t *err)
 {
     json_error_t je;
     json_t *j = json_loads(spec_json, 0, &je);
@@ -362,6 +366,15 @@ static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
         return NULL;
     }
     json_object_del(j, "hooks");
+    /* in a VM the pod's network namespace is the guest's own (its NICs
+     * stand for the namespace's interfaces): join no path */
+    json_t *nss = json_object_get(json_object_get(j, "linux"), "namespaces");
+    for (size_t k = json_array_size(nss); vm && k-- > 0;) {
+        json_t *ns = json_array_get(nss, k);
+        if (json_is_string(json_object_get(ns, "path")) &&
+            !strcmp(json_string_value(json_object_get(ns, "type")) ?: "", "network"))
+            json_array_remove(nss, k);
+    }
     /* as runtime-rs: device, block-IO and network cgroup rules stay on the
      * host side; the guest's cgroup gets CPU, memory, pids, hugepages */
     json_t *res = json_object_get(json_object_get(j, "linux"), "resources");
@@ -396,6 +409,8 @@ static char *amend_spec(const char *spec_json, const char *rootfs, err_t *err)
 
 /* ---- sandbox shutdown ------------------------------------------------------- */
 
+static void net_release(struct rt *rt);
+
 static void finish_shutdown(struct rt *rt)
 {
     sb_move(rt, RT_SB_EV_STOPPED);
@@ -405,6 +420,7 @@ static void finish_shutdown(struct rt *rt)
         err_clear(&err);
     }
     rt->share_ready = false;
+    net_release(rt);
     if (rt->cgroup && res_cgroup_remove(rt->cgroup, 2000, &err) < 0) {
         log_warn("remove the sandbox cgroup: %s, ignoring", err_str(&err));
         err_clear(&err);
@@ -604,6 +620,326 @@ static void boot_done(struct rt *rt)
         create_container(rt, &rt->queued[i]);
 }
 
+
+/* ---- network (resources/net.h, docs/networking.md) ------------------------------ */
+
+/* Configures the guest for the interfaces marked in `want` (agent.
+ * update_interface each), then its routes and neighbours; then calls done. */
+typedef void (*netcfg_done_fn)(struct rt *rt, const char *why, void *arg);
+
+struct netcfg {
+    struct rt *rt;
+    bool want[RES_NET_MAX_IFS];
+    unsigned i;
+    int step; /* 0 interfaces, 1 routes, 2 neighbours */
+    netcfg_done_fn done;
+    void *arg;
+};
+
+static void netcfg_step(struct netcfg *nc);
+
+static void netcfg_finish(struct netcfg *nc, const char *why)
+{
+    netcfg_done_fn done = nc->done;
+    struct rt *rt = nc->rt;
+    void *arg = nc->arg;
+    free(nc);
+    done(rt, why, arg);
+}
+
+static void on_netcfg_reply(actor_t *a, msg_t **reply, void *arg)
+{
+    struct netcfg *nc = arg;
+    if ((*reply)->status) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "configure the guest network: %s",
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+        netcfg_finish(nc, why);
+        return;
+    }
+    netcfg_step(nc);
+}
+
+static void netcfg_step(struct netcfg *nc)
+{
+    res_net_t *n = nc->rt->net;
+    msg_t *m = NULL;
+    char *json = NULL;
+    while (nc->step == 0 && nc->i < n->n_ifs && !nc->want[nc->i])
+        nc->i++;
+    if (nc->step == 0 && nc->i < n->n_ifs) {
+        json = res_net_iface_json(&n->ifs[nc->i++]);
+        m = msg_new(MSG_AGENT_UPDATE_INTERFACE);
+        if (m && json)
+            msg_set_str(&((msg_agent_update_interface_t *)m->body)->interface, json);
+    } else if (nc->step <= 1) {
+        nc->step = 2;
+        json = res_net_routes_json(n);
+        m = msg_new(MSG_AGENT_UPDATE_ROUTES);
+        if (m && json)
+            msg_set_str(&((msg_agent_update_routes_t *)m->body)->routes, json);
+    } else if (nc->step == 2 && n->n_neighs) {
+        nc->step = 3;
+        json = res_net_neighs_json(n);
+        m = msg_new(MSG_AGENT_ADD_ARP_NEIGHBORS);
+        if (m && json)
+            msg_set_str(&((msg_agent_add_arp_neighbors_t *)m->body)->neighbors, json);
+    } else {
+        netcfg_finish(nc, NULL);
+        return;
+    }
+    bool ok = m && json;
+    free(json);
+    if (!ok) {
+        msg_destroy(&m);
+        netcfg_finish(nc, "configure the guest network: out of memory");
+        return;
+    }
+    if (request(nc->rt, "agent", &m, AGENT_TIMEOUT_MS, on_netcfg_reply, nc) < 0)
+        netcfg_finish(nc, "configure the guest network: cannot reach the agent actor");
+}
+
+static void netcfg_start(struct rt *rt, const bool *want, netcfg_done_fn done, void *arg)
+{
+    struct netcfg *nc = calloc(1, sizeof *nc);
+    if (!nc) {
+        done(rt, "out of memory", arg);
+        return;
+    }
+    nc->rt = rt;
+    memcpy(nc->want, want, sizeof nc->want);
+    nc->done = done;
+    nc->arg = arg;
+    netcfg_step(nc);
+}
+
+/* Restores the namespace (taps, qdiscs, filters); safe to call twice. */
+static void net_release(struct rt *rt)
+{
+    if (!rt->net)
+        return;
+    err_t err = ERR_INIT;
+    if (res_net_detach(rt->net, &err) < 0)
+        log_error("network: %s", err_str(&err));
+    err_clear(&err);
+    free(rt->net);
+    rt->net = NULL;
+}
+
+/* rt.update_network: rescan, unplug what went, plug what came, reconfigure. */
+struct netupd {
+    struct rt *rt;
+    msg_t *req;
+    res_net_t *now;
+    unsigned rm[RES_NET_MAX_IFS], nrm; /* indexes into rt->net (descending) */
+    bool added[RES_NET_MAX_IFS];       /* indexes into rt->net */
+    unsigned k;
+};
+
+static bool same_if(const res_net_if_t *a, const res_net_if_t *b)
+{
+    return !strcmp(a->name, b->name) && !memcmp(a->mac, b->mac, 6);
+}
+
+static void netupd_end(struct netupd *u, int code, const char *why)
+{
+    if (code)
+        actor_reply_error(u->rt->self, u->req, code, "update network: %s", why);
+    else
+        reply_ok(u->rt->self, u->req, u->rt->sandbox_id);
+    msg_destroy(&u->req);
+    free(u->now);
+    free(u);
+}
+
+static void netupd_configured(struct rt *rt, const char *why, void *arg)
+{
+    netupd_end(arg, why ? EIO : 0, why);
+}
+
+static void netupd_add_next(struct netupd *u);
+
+static void on_netupd_added(actor_t *a, msg_t **reply, void *arg)
+{
+    struct netupd *u = arg;
+    res_net_t *n = u->rt->net;
+    if ((*reply)->status) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "hot-plug %s: %s", n->ifs[u->k].name,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+        err_t err = ERR_INIT;
+        /* not in the VM: give the namespace back */
+        if (res_net_detach_one(n, u->k, &err) < 0)
+            log_error("network: %s", err_str(&err));
+        err_clear(&err);
+        netupd_end(u, (*reply)->status, why);
+        return;
+    }
+    log_info("network: %s hot-plugged (%s)", n->ifs[u->k].name, n->ifs[u->k].tap);
+    u->k++;
+    netupd_add_next(u);
+}
+
+static void netupd_add_next(struct netupd *u)
+{
+    res_net_t *n = u->rt->net;
+    while (u->k < n->n_ifs && !u->added[u->k])
+        u->k++;
+    if (u->k >= n->n_ifs) {
+        netcfg_start(u->rt, u->added, netupd_configured, u);
+        return;
+    }
+    res_net_if_t *f = &n->ifs[u->k];
+    char mac[18];
+    res_nl_mac_format(f->mac, mac);
+    msg_t *m = msg_new(MSG_HV_ADD_DEVICE);
+    msg_hv_add_device_t *b = m->body;
+    msg_set_str(&b->kind, "network");
+    msg_set_str(&b->id, f->tap);
+    msg_set_str(&b->path, f->tap);
+    msg_set_str(&b->mac, mac);
+    if (request(u->rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_netupd_added, u) < 0)
+        netupd_end(u, EIO, "cannot reach the hypervisor actor");
+}
+
+static void netupd_attach(struct netupd *u)
+{
+    res_net_t *n = u->rt->net;
+    memset(u->added, 0, sizeof u->added);
+    for (unsigned i = 0; i < u->now->n_ifs; i++) {
+        bool known = false;
+        for (unsigned j = 0; j < n->n_ifs && !known; j++)
+            known = same_if(&n->ifs[j], &u->now->ifs[i]);
+        if (known)
+            continue;
+        if (n->n_ifs >= RES_NET_MAX_IFS) {
+            netupd_end(u, ENOSPC, "too many interfaces");
+            return;
+        }
+        n->ifs[n->n_ifs] = u->now->ifs[i];
+        u->added[n->n_ifs++] = true;
+    }
+    /* routes and neighbours as they are now */
+    memcpy(n->routes, u->now->routes, sizeof n->routes);
+    n->n_routes = u->now->n_routes;
+    memcpy(n->neighs, u->now->neighs, sizeof n->neighs);
+    n->n_neighs = u->now->n_neighs;
+    err_t err = ERR_INIT;
+    if (res_net_attach(n, &err) < 0) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err_str(&err));
+        for (unsigned i = n->n_ifs; i-- > 0;)
+            if (u->added[i] && !n->ifs[i].attached)
+                res_net_detach_one(n, i, NULL);
+        err_clear(&err);
+        netupd_end(u, EIO, why);
+        return;
+    }
+    u->k = 0;
+    netupd_add_next(u);
+}
+
+static void netupd_rm_next(struct netupd *u);
+
+static void on_netupd_removed(actor_t *a, msg_t **reply, void *arg)
+{
+    struct netupd *u = arg;
+    res_net_t *n = u->rt->net;
+    unsigned i = u->rm[u->k];
+    if ((*reply)->status) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "unplug %s: %s", n->ifs[i].name,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+        netupd_end(u, (*reply)->status, why);
+        return;
+    }
+    log_info("network: %s unplugged (%s)", n->ifs[i].name, n->ifs[i].tap);
+    err_t err = ERR_INIT;
+    if (res_net_detach_one(n, i, &err) < 0)
+        log_error("network: %s", err_str(&err));
+    err_clear(&err);
+    u->k++;
+    netupd_rm_next(u);
+}
+
+static void netupd_rm_next(struct netupd *u)
+{
+    if (u->k >= u->nrm) {
+        netupd_attach(u);
+        return;
+    }
+    msg_t *m = msg_new(MSG_HV_REMOVE_DEVICE);
+    msg_set_str(&((msg_hv_remove_device_t *)m->body)->kind, "network");
+    msg_set_str(&((msg_hv_remove_device_t *)m->body)->id, u->rt->net->ifs[u->rm[u->k]].tap);
+    if (request(u->rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_netupd_removed, u) < 0)
+        netupd_end(u, EIO, "cannot reach the hypervisor actor");
+}
+
+static void on_update_network(actor_t *a, msg_t **m, void *state)
+{
+    struct rt *rt = state;
+    msg_rt_update_network_t *b = (*m)->body;
+    if (strcmp(b->id, rt->sandbox_id) && !find(rt, b->id)) {
+        actor_reply_error(a, *m, ENOENT, "container does not exist");
+        return;
+    }
+    if (rt->sb != SB_READY) {
+        actor_reply_error(a, *m, EAGAIN, "update network: sandbox %s is %s", rt->sandbox_id,
+                          sb_name(rt->sb));
+        return;
+    }
+    if (!rt->netns[0]) {
+        actor_reply_error(a, *m, EINVAL,
+                          "update network: sandbox %s has no network namespace path in its spec",
+                          rt->sandbox_id);
+        return;
+    }
+    if (!rt->vm) { /* the local agent lives in the namespace: it sees all */
+        reply_ok(a, *m, rt->sandbox_id);
+        return;
+    }
+    struct netupd *u = calloc(1, sizeof *u);
+    if (u)
+        u->now = calloc(1, sizeof *u->now);
+    if (!rt->net)
+        rt->net = calloc(1, sizeof *rt->net);
+    if (!u || !u->now || !rt->net) {
+        if (u)
+            free(u->now);
+        free(u);
+        actor_reply_error(a, *m, ENOMEM, "update network: out of memory");
+        return;
+    }
+    snprintf(rt->net->netns, sizeof rt->net->netns, "%s", rt->netns);
+    u->rt = rt;
+    u->req = *m;
+    *m = NULL;
+    err_t err = ERR_INIT;
+    if (res_net_scan(rt->netns, u->now, &err) < 0) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err_str(&err));
+        err_clear(&err);
+        netupd_end(u, EIO, why);
+        return;
+    }
+    for (unsigned j = rt->net->n_ifs; j-- > 0;) {
+        bool still = false;
+        for (unsigned i = 0; i < u->now->n_ifs && !still; i++)
+            still = same_if(&rt->net->ifs[j], &u->now->ifs[i]);
+        if (!still)
+            u->rm[u->nrm++] = j;
+    }
+    netupd_rm_next(u);
+}
+
+static void on_guest_net(struct rt *rt, const char *why, void *arg)
+{
+    if (why)
+        boot_failed(rt, why);
+    else
+        boot_done(rt);
+}
+
 static void on_agent_sandbox(actor_t *a, msg_t **reply, void *arg)
 {
     struct rt *rt = arg;
@@ -611,6 +947,12 @@ static void on_agent_sandbox(actor_t *a, msg_t **reply, void *arg)
         char why[MSG_ITEM_MAX + 64];
         snprintf(why, sizeof why, "agent create_sandbox: %s", (*reply)->status_text);
         boot_failed(rt, why);
+        return;
+    }
+    if (rt->net && rt->net->n_ifs) {
+        bool all[RES_NET_MAX_IFS];
+        memset(all, 1, sizeof all);
+        netcfg_start(rt, all, on_guest_net, NULL);
         return;
     }
     boot_done(rt);
@@ -710,9 +1052,31 @@ static void boot(struct rt *rt, const oci_spec_t *first)
         }
         rt->share_ready = true;
     }
+    const char *nsp = NULL;
+    if (first && res_net_netns_of_spec(first, &nsp))
+        snprintf(rt->netns, sizeof rt->netns, "%s", nsp);
+    if (rt->vm && rt->netns[0]) {
+        if (!(rt->net = calloc(1, sizeof *rt->net)) ||
+            res_net_scan(rt->netns, rt->net, &err) < 0 || res_net_attach(rt->net, &err) < 0) {
+            char why[1024];
+            snprintf(why, sizeof why, "network: %s", rt->net ? err_str(&err) : "out of memory");
+            err_clear(&err);
+            free(share);
+            rt->backend[0] = 0;
+            boot_failed(rt, why);
+            return;
+        }
+    }
     msg_t *m = msg_new(MSG_HV_START);
     msg_hv_start_t *b = m->body;
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->netns, rt->netns);
+    for (unsigned i = 0; rt->net && i < rt->net->n_ifs; i++) {
+        char mac[18];
+        res_nl_mac_format(rt->net->ifs[i].mac, mac);
+        msg_strv_push(&b->net_taps, rt->net->ifs[i].tap);
+        msg_strv_push(&b->net_macs, mac);
+    }
     msg_set_str(&b->dir, rt->dir);
     b->vcpus = size.vcpus;
     b->memory_mib = size.memory_mib;
@@ -962,7 +1326,7 @@ static void create_container(struct rt *rt, msg_t **req)
         }
         guest_rootfs = share->rootfs;
     }
-    if (!(amended = amend_spec(guest_json ? guest_json : b->spec, guest_rootfs, &err))) {
+    if (!(amended = amend_spec(guest_json ? guest_json : b->spec, guest_rootfs, rt->vm, &err))) {
         if (rt->vm)
             res_share_remove_container(rt->dir, c->id, NULL);
     refused:
@@ -1618,6 +1982,7 @@ static void fini(actor_t *a, void *state)
         ctr_free(c);
     }
     msg_destroy(&rt->shutdown_req);
+    net_release(rt);
     pwatch_drop(rt, NULL);
     res_cgroup_destroy(&rt->cgroup);
     persist_store_destroy(&rt->store);
@@ -1638,6 +2003,7 @@ static const actor_handler_t handlers[] = {
     {MSG_RT_STATS_GET, on_stats},
     {MSG_RT_WAIT, on_wait},
     {MSG_RT_SHUTDOWN, on_shutdown},
+    {MSG_RT_UPDATE_NETWORK, on_update_network},
     {MSG_AGENT_EXITED, on_agent_exited},
     {MSG_AGENT_OOM, on_agent_oom},
     {MSG_AGENT_LOST, on_agent_lost},

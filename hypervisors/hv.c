@@ -147,6 +147,13 @@ static void free_config(struct hv_config *c)
         free((void *)c->extra_args);
     }
     free((void *)c->accel_probe);
+    free((char *)c->netns);
+    for (size_t i = 0; i < c->n_nets; i++) {
+        free((char *)c->nets[i].id);
+        free((char *)c->nets[i].tap);
+        free((char *)c->nets[i].mac);
+    }
+    free((void *)c->nets);
     memset(c, 0, sizeof(*c));
 }
 
@@ -166,6 +173,21 @@ static int copy_config(struct hv_config *d, const struct hv_config *s)
     d->n_shares = 0;
     d->extra_args = NULL;
     d->accel_probe = NULL;
+    d->nets = NULL;
+    d->n_nets = 0;
+    if (dup_str(&d->netns, s->netns))
+        return -1;
+    if (s->n_nets) {
+        struct hv_net *nv = calloc(s->n_nets, sizeof(*nv));
+        if (!nv)
+            return -1;
+        d->nets = nv;
+        d->n_nets = s->n_nets;
+        for (size_t i = 0; i < s->n_nets; i++)
+            if (dup_str(&nv[i].id, s->nets[i].id) || dup_str(&nv[i].tap, s->nets[i].tap) ||
+                dup_str(&nv[i].mac, s->nets[i].mac))
+                return -1;
+    }
     if (dup_str(&d->id, s->id ? s->id : "vm") || dup_str(&d->sandbox_dir, s->sandbox_dir) ||
         dup_str(&d->binary, s->binary) || dup_str(&d->kernel, s->kernel) ||
         dup_str(&d->initrd, s->initrd) || dup_str(&d->kernel_params, s->kernel_params) ||

@@ -66,6 +66,15 @@ struct hv_share {
     bool readonly;
 };
 
+/* A NIC present from boot: virtio-net over an existing tap of cfg->netns
+ * (resources/net.h), removable like a hot-plugged one where the machine
+ * has hotplug.  id: the device id ([A-Za-z0-9_.-], <= 31). */
+struct hv_net {
+    const char *id;
+    const char *tap;
+    const char *mac; /* "aa:bb:cc:dd:ee:ff" or NULL */
+};
+
 /* What a VM is made of.  All strings are borrowed for the duration of
  * hv_new() only: the instance copies what it keeps. */
 struct hv_config {
@@ -90,6 +99,12 @@ struct hv_config {
     int stop_timeout_ms;           /* QMP quit -> SIGKILL deadline; 0: 3000 */
     int qmp_timeout_ms;            /* per QMP command deadline; 0: 5000 */
     const char *const *extra_args; /* NULL-terminated, appended verbatim */
+    /* Network namespace the VMM runs in (qemu: its taps live there, as
+     * Kata runs its VMM in the pod's netns; local: the agent joins it).
+     * NULL: the caller's. */
+    const char *netns;
+    const struct hv_net *nets; /* NICs at boot (qemu) */
+    size_t n_nets;
     /* Acceleration probe paths (tests); NULL: the real ones. */
     const struct hv_accel_probe *accel_probe;
 };

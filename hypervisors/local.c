@@ -79,9 +79,11 @@ static int lo_create(hv_t *hv, const struct hv_config *cfg, err_t *err)
     struct sockaddr_un sa;
     if (strlen(lo->agent_path) >= sizeof sa.sun_path)
         return err_make(err, ENAMETOOLONG, "local: sandbox dir `%s` too long for a unix socket", d);
-    /* the netns to join travels as a kernel parameter-like extra arg */
+    /* the netns to join: cfg->netns, or (older callers) an extra arg */
+    if (cfg->netns && cfg->netns[0] && !(lo->netns = strdup(cfg->netns)))
+        return err_make(err, ENOMEM, "local: out of memory");
     for (const char *const *a = cfg->extra_args; a && *a; a++)
-        if (!strncmp(*a, "netns=", 6) && !(lo->netns = strdup(*a + 6)))
+        if (!lo->netns && !strncmp(*a, "netns=", 6) && !(lo->netns = strdup(*a + 6)))
             return err_make(err, ENOMEM, "local: out of memory");
     return 0;
 }

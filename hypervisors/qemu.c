@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -206,6 +207,27 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
                               "local,id=fsslot%uro,path=%s/%uro,security_model=none,readonly=on", i,
                               in->slot_dir, i);
         }
+    /* NICs at boot: a tap of cfg->netns (qemu runs there) by name; on
+     * q35 each behind its own root port so that it can be unplugged */
+    for (size_t i = 0; i < cfg->n_nets; i++) {
+        const struct hv_net *nt = &cfg->nets[i];
+        if ((r = hv_check_id("net device", nt->id, err)) < 0 ||
+            (r = hv_check_id("tap", nt->tap, err)) < 0 ||
+            (nt->mac && (r = check_opt_value("mac", nt->mac, err)) < 0))
+            goto fail;
+        hv_qemu_strv_add(&s, "-netdev");
+        hv_qemu_strv_addf(&s, "tap,id=net-%s,ifname=%s,script=no,downscript=no%s", nt->id,
+                          nt->tap, in->accel == HV_ACCEL_KVM ? ",vhost=on" : "");
+        char bus[48] = "";
+        if (a.root_ports) {
+            hv_qemu_strv_add(&s, "-device");
+            hv_qemu_strv_addf(&s, "pcie-root-port,id=rpn%zu,bus=pcie.0,chassis=%zu", i, 64 + i);
+            snprintf(bus, sizeof bus, ",bus=rpn%zu", i);
+        }
+        hv_qemu_strv_add(&s, "-device");
+        hv_qemu_strv_addf(&s, "virtio-net%s,id=%s,netdev=net-%s%s%s%s", a.pci_suffix, nt->id,
+                          nt->id, nt->mac ? ",mac=" : "", nt->mac ? nt->mac : "", bus);
+    }
     for (size_t i = 0; cfg->extra_args && cfg->extra_args[i]; i++)
         hv_qemu_strv_add(&s, cfg->extra_args[i]);
     if (s.oom) {
@@ -696,7 +718,8 @@ static int write_pid_file(struct qemu *qm)
 /* Runs in the child between fork and exec: async-signal-safe calls only,
  * never exit(). */
 static void __attribute__((noreturn))
-child_exec(char **argv, int qmp_fd, int agent_fd, int null_fd, int log_fd, pid_t parent)
+child_exec(char **argv, int qmp_fd, int agent_fd, int null_fd, int log_fd, int netns_fd,
+           pid_t parent)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -707,6 +730,8 @@ child_exec(char **argv, int qmp_fd, int agent_fd, int null_fd, int log_fd, pid_t
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
         _exit(126);
     setsid();
+    if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
+        _exit(125);
     /* Move everything above 4 first so dup2 cannot clobber a source. */
     int q = fcntl(qmp_fd, F_DUPFD, 10), a = fcntl(agent_fd, F_DUPFD, 10);
     int n = fcntl(null_fd, F_DUPFD, 10), l = fcntl(log_fd, F_DUPFD, 10);
@@ -739,6 +764,10 @@ static int qm_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
         open(qm->stderr_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_APPEND, 0600);
     if (null_fd < 0 || log_fd < 0)
         return err_errno(err, "qemu: open %s", null_fd < 0 ? "/dev/null" : qm->stderr_path);
+    _cleanup_close_ int netns_fd = -1;
+    if (hv->cfg.netns && hv->cfg.netns[0] &&
+        (netns_fd = open(hv->cfg.netns, O_RDONLY | O_CLOEXEC)) < 0)
+        return err_errno(err, "qemu: open network namespace %s", hv->cfg.netns);
     /* Connect before fork: the listening socket queues us until qemu's
      * monitor accepts, so no polling for the socket is needed. */
     int cfd = hv_qmp_connect_unix(qm->qmp_path, err);
@@ -751,7 +780,7 @@ static int qm_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
         return err_errno(err, "qemu: fork");
     }
     if (pid == 0)
-        child_exec(qm->argv, qmp_l, agent_l, null_fd, log_fd, parent);
+        child_exec(qm->argv, qmp_l, agent_l, null_fd, log_fd, netns_fd, parent);
     qm->pid = pid;
     qm->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (qm->pidfd < 0) {
@@ -760,6 +789,18 @@ static int qm_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
         waitpid(pid, NULL, 0);
         close(cfd);
         return r;
+    }
+    for (size_t i = 0; i < hv->cfg.n_nets; i++) {
+        struct qdev *d = calloc(1, sizeof(*d));
+        if (!d)
+            break;
+        d->qm = qm;
+        d->kind = HV_DEV_NET;
+        d->fs_slot = -1;
+        d->pci_slot = -1;
+        snprintf(d->id, sizeof(d->id), "%s", hv->cfg.nets[i].id);
+        d->next = qm->devs;
+        qm->devs = d;
     }
     qm->state = Q_STARTING;
     qm->start_done = done;

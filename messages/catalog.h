@@ -220,7 +220,13 @@
 /* Event (host side only): the agent channel is gone; pending requests
  * failed with ECONNRESET and new ones fail with ENOTCONN. */
 #define MSG_FIELDS_agent_lost(F, S) F(S, STR, reason, MSG_SMALL) F(S, U64, pending, 0)
-/* Networking: declared, answered with ENOTSUP until the networking work. */
+/* Networking (docs/networking.md, agent/guest/net.h).  interface: {"name",
+ * "mac", "mtu", "addresses": ["10.0.0.2/24", ...]}; the guest finds the NIC
+ * by MAC (retrying up to 10 s while a hot-plugged one appears), renames,
+ * sets MTU and exactly these addresses, up -> agent.interface.  routes:
+ * [{"dest", "gateway", "source", "device", "scope", "metric"}] -> agent.routes.
+ * neighbors: [{"ip", "mac", "device", "state"}] -> agent.ok.  list_* answer
+ * with the same shapes. */
 #define MSG_FIELDS_agent_update_interface(F, S) F(S, JSON, interface, AGENT_NET_MAX)
 #define MSG_FIELDS_agent_interface(F, S)        F(S, JSON, interface, AGENT_NET_MAX)
 #define MSG_FIELDS_agent_update_routes(F, S)    F(S, JSON, routes, AGENT_NET_MAX)
@@ -284,6 +290,14 @@
 #define MSG_FIELDS_rt_oom(F, S) F(S, STR, id, RT_ID_MAX)
 /* Event: container state changed (created, running, paused, stopped). */
 #define MSG_FIELDS_rt_state_changed(F, S) F(S, STR, id, RT_ID_MAX) F(S, STR, state, MSG_SMALL)
+/* Rescans the sandbox's network namespace (the one its spec named) and
+ * follows it: interfaces added since (CNI ADD on a running pod) are
+ * attached and hot-plugged, removed ones unplugged and detached; then the
+ * guest's routes and neighbours are updated.  id: the sandbox or any of
+ * its containers.  -> rt.ok.  Needs a machine with hotplug (q35; not
+ * microvm); nothing to do with the local backend (the agent lives in the
+ * namespace). */
+#define MSG_FIELDS_rt_update_network(F, S) F(S, STR, id, RT_ID_MAX)
 /* The daemon stops its sandbox (VM, resources) and exits. */
 #define MSG_FIELDS_rt_shutdown(F, S) F(S, U64, timeout_ms, 0)
 
@@ -299,7 +313,9 @@
     F(S, STR, share_dir, MSG_PATH)                                                                 \
     F(S, STR, share_tag, MSG_SMALL)                                                                \
     F(S, STR, netns, MSG_PATH)                                                                     \
-    F(S, STR, kernel_params, MSG_PATH)
+    F(S, STR, kernel_params, MSG_PATH)                                                             \
+    F(S, STRV, net_taps, 16)                                                                       \
+    F(S, STRV, net_macs, 16)
 #define MSG_FIELDS_hv_started(F, S)                                                                \
     F(S, U64, pid, 0)                                                                              \
     F(S, STR, agent_socket, MSG_PATH)                                                              \
@@ -347,6 +363,7 @@
     M(RT_OOM, rt_oom, "rt.oom")                                                                    \
     M(RT_STATE_CHANGED, rt_state_changed, "rt.state_changed")                                      \
     M(RT_SHUTDOWN, rt_shutdown, "rt.shutdown")                                                     \
+    M(RT_UPDATE_NETWORK, rt_update_network, "rt.update_network")                                   \
     M(HV_START, hv_start, "hv.start")                                                              \
     M(HV_STARTED, hv_started, "hv.started")                                                        \
     M(HV_STOP, hv_stop, "hv.stop")                                                                 \

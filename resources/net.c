@@ -151,6 +151,9 @@ int res_net_parse_link(const struct nlmsghdr *nlh, res_net_t *n)
     f->mtu = tb[IFLA_MTU] && mnl_attr_get_payload_len(tb[IFLA_MTU]) == 4
                  ? mnl_attr_get_u32(tb[IFLA_MTU])
                  : 1500;
+    f->txqlen = tb[IFLA_TXQLEN] && mnl_attr_get_payload_len(tb[IFLA_TXQLEN]) == 4
+                    ? mnl_attr_get_u32(tb[IFLA_TXQLEN])
+                    : 1000;
     f->up = (ifi->ifi_flags & IFF_UP) != 0;
     n->n_ifs++;
     return 1;
@@ -314,6 +317,12 @@ static int scan_in_ns(void *arg, err_t *err)
     return r;
 }
 
+int res_net_scan_current(res_net_t *n, err_t *err)
+{
+    memset(n, 0, sizeof *n);
+    return scan_in_ns(n, err);
+}
+
 int res_net_scan(const char *netns_path, res_net_t *n, err_t *err)
 {
     memset(n, 0, sizeof *n);
@@ -382,6 +391,12 @@ static int undo_one(res_nl_t *nl, res_net_if_t *f, err_t *err)
             e.code != ENOENT && e.code != ENODEV && e.code != EINVAL && !first)
             first = err_wrap(&e, "%s", f->name), err_move(err, &e);
         err_clear(&e);
+        /* adding the qdisc raised a zero queue length (veths of CNI) */
+        if (res_nl_talk(nl, res_nl_link_txqlen(buf, f->index, f->txqlen), NULL, NULL,
+                        "restore the queue length", &e) < 0 &&
+            e.code != ENODEV && !first)
+            first = err_wrap(&e, "%s", f->name), err_move(err, &e);
+        err_clear(&e);
     }
     f->qdisc_made = false;
     if (f->tap_made) {
@@ -399,11 +414,28 @@ static int undo_one(res_nl_t *nl, res_net_if_t *f, err_t *err)
     return first;
 }
 
-static int attach_one(res_nl_t *nl, res_net_if_t *f, unsigned pos, int *step, err_t *err)
+/* The lowest tap<N>_husk free in n and in the namespace, N from pos. */
+static void tap_name(const res_net_t *n, const res_net_if_t *f, unsigned pos, res_net_if_t *out)
+{
+    for (unsigned k = pos;; k++) {
+        char name[RES_NET_IFNAMSIZ];
+        snprintf(name, sizeof name, "tap%u%s", k % 100, RES_NET_TAP_SUFFIX);
+        bool used = false;
+        for (unsigned i = 0; i < n->n_ifs && !used; i++)
+            used = &n->ifs[i] != f && n->ifs[i].tap_made && !strcmp(n->ifs[i].tap, name);
+        if ((!used && if_index_of(name) <= 0) || k > pos + 100) {
+            memcpy(out->tap, name, sizeof out->tap);
+            return;
+        }
+    }
+}
+
+static int attach_one(res_nl_t *nl, res_net_t *n, res_net_if_t *f, unsigned pos, int *step,
+                      err_t *err)
 {
     char buf[RES_NL_BUF];
     int r;
-    snprintf(f->tap, sizeof f->tap, "tap%u%s", pos, RES_NET_TAP_SUFFIX);
+    tap_name(n, f, pos, f);
     if (if_index_of(f->tap) > 0)
         return err_make(err, EEXIST, "tap %s already exists in the namespace", f->tap);
     if ((r = fault_step(step, "create tap", err)) < 0 || (r = tap_make(f->tap, err)) < 0)
@@ -463,7 +495,7 @@ static int attach_in_ns(void *arg, err_t *err)
         if (f->attached)
             continue;
         done_now[i] = true;
-        r = attach_one(nl, f, i, &step, err);
+        r = attach_one(nl, n, f, i, &step, err);
         if (r < 0)
             err_wrap(err, "interface %s", f->name);
     }

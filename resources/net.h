@@ -67,6 +67,7 @@ typedef struct res_net_if {
     char kind[16]; /* "veth", "macvlan", ... ("" for a plain device) */
     uint8_t mac[6];
     unsigned mtu;
+    unsigned txqlen; /* restored at detach: an ingress qdisc sets 0 to 1000 */
     bool up;
     res_net_addr_t addrs[RES_NET_MAX_ADDRS];
     unsigned n_addrs;
@@ -122,6 +123,8 @@ int res_net_in_netns(const char *netns_path, int (*fn)(void *arg, err_t *err), v
 
 /* Reads the namespace (see above) into *n (zeroed first; n->netns set). */
 int res_net_scan(const char *netns_path, res_net_t *n, err_t *err);
+/* The same in the calling thread's own namespace (the guest agent). */
+int res_net_scan_current(res_net_t *n, err_t *err);
 /* Attaches every interface of n not yet attached (taps tap<i>_husk with i
  * its position).  All or nothing: on failure what this call did is undone. */
 int res_net_attach(res_net_t *n, err_t *err);

@@ -185,6 +185,13 @@ struct nlmsghdr *res_nl_link_set(void *buf, int ifindex, const char *name, unsig
     return nlh;
 }
 
+struct nlmsghdr *res_nl_link_txqlen(void *buf, int ifindex, unsigned txqlen)
+{
+    struct nlmsghdr *nlh = res_nl_link_set(buf, ifindex, NULL, 0, false, false);
+    mnl_attr_put_u32(nlh, IFLA_TXQLEN, txqlen);
+    return nlh;
+}
+
 struct nlmsghdr *res_nl_link_del(void *buf, int ifindex)
 {
     struct nlmsghdr *nlh = hdr(buf, RTM_DELLINK, 0);

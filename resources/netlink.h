@@ -38,6 +38,8 @@ struct nlmsghdr *res_nl_dump(void *buf, uint16_t type, uint8_t family);
  * (change only when set_up). */
 struct nlmsghdr *res_nl_link_set(void *buf, int ifindex, const char *name, unsigned mtu,
                                  bool set_up, bool up);
+/* RTM_NEWLINK setting only the transmit queue length. */
+struct nlmsghdr *res_nl_link_txqlen(void *buf, int ifindex, unsigned txqlen);
 /* RTM_DELLINK of ifindex. */
 struct nlmsghdr *res_nl_link_del(void *buf, int ifindex);
 /* RTM_NEWADDR / RTM_DELADDR.  IPv6 addresses get IFA_F_NODAD when nodad. */

@@ -9,6 +9,7 @@ pkgs=(
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd binutils
   gcovr clang libclang-rt-14-dev valgrind iproute2 procps util-linux
   containerd umoci skopeo
+  containernetworking-plugins iperf3
 )
 missing=()
 for p in "${pkgs[@]}"; do

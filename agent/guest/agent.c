@@ -25,6 +25,7 @@
 
 #include "agent/frame.h"
 #include "agent/guest/container.h"
+#include "agent/guest/net.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "messages/msg.h"
@@ -125,6 +126,7 @@ struct agent {
     size_t nmounts;
     bool quit;
     int rc;
+    struct net_retry *net_retries; /* update_interface waiting for its NIC */
 };
 
 /* ---- validation ---------------------------------------------------------- */
@@ -1589,10 +1591,133 @@ static void h_mount_storages(struct agent *ag, const msg_t *req)
     reply_ok(ag, req);
 }
 
+/* ---- network (agent/guest/net.c) ---- */
+
+/* A hot-plugged NIC may appear after its update_interface arrives: retry
+ * every 50 ms for up to 10 s. */
+struct net_retry {
+    struct agent *ag;
+    uint64_t id;
+    char *json;
+    int left;
+    struct event *timer;
+    struct net_retry *next;
+};
+
+static void net_retry_free(struct agent *ag, struct net_retry *r)
+{
+    for (struct net_retry **pp = &ag->net_retries; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    if (r->timer)
+        event_free(r->timer);
+    free(r->json);
+    free(r);
+}
+
+static void net_reply_interface(struct agent *ag, uint64_t id, char **json)
+{
+    msg_t *m = msg_new(MSG_AGENT_INTERFACE);
+    if (!m) {
+        free(*json);
+        return;
+    }
+    msg_set_str(&((msg_agent_interface_t *)m->body)->interface, *json);
+    free(*json);
+    *json = NULL;
+    reply_msg(ag, id, &m);
+}
+
+static void on_net_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct net_retry *r = arg;
+    struct agent *ag = r->ag;
+    err_t err = ERR_INIT;
+    char *out = NULL;
+    int rc = agent_net_update_interface(r->json, &out, &err);
+    if (rc == -EAGAIN && --r->left > 0) {
+        struct timeval tv = {0, 50000};
+        evtimer_add(r->timer, &tv);
+        err_clear(&err);
+        return;
+    }
+    if (rc < 0)
+        reply_err_id(ag, r->id, err.code ? err.code : EIO, "%s", err_str(&err));
+    else
+        net_reply_interface(ag, r->id, &out);
+    err_clear(&err);
+    net_retry_free(ag, r);
+}
+
 static void h_network(struct agent *ag, const msg_t *req)
 {
-    reply_err_id(ag, req->id, ENOTSUP, "%s: networking is not implemented in husk-agent yet",
-                 msg_type_name(req->type));
+    err_t err = ERR_INIT;
+    char *out = NULL;
+    msg_t *m = NULL;
+    int rc = 0;
+    switch (req->type) {
+    case MSG_AGENT_UPDATE_INTERFACE: {
+        const char *json = ((msg_agent_update_interface_t *)req->body)->interface;
+        rc = agent_net_update_interface(json, &out, &err);
+        if (rc == -EAGAIN) {
+            struct net_retry *r = calloc(1, sizeof *r);
+            if (r && (r->json = strdup(json)) && (r->timer = evtimer_new(ag->base, on_net_retry, r))) {
+                r->ag = ag;
+                r->id = req->id;
+                r->left = 200;
+                r->next = ag->net_retries;
+                ag->net_retries = r;
+                struct timeval tv = {0, 50000};
+                evtimer_add(r->timer, &tv);
+                err_clear(&err);
+                return;
+            }
+            if (r) {
+                free(r->json);
+                free(r);
+            }
+        }
+        if (rc == 0)
+            return net_reply_interface(ag, req->id, &out);
+        break;
+    }
+    case MSG_AGENT_UPDATE_ROUTES: {
+        const char *routes = ((msg_agent_update_routes_t *)req->body)->routes;
+        if ((rc = agent_net_update_routes(routes, &err)) == 0 && (m = msg_new(MSG_AGENT_ROUTES))) {
+            msg_set_str(&((msg_agent_routes_t *)m->body)->routes, routes);
+            return reply_msg(ag, req->id, &m);
+        }
+        break;
+    }
+    case MSG_AGENT_ADD_ARP_NEIGHBORS:
+        if ((rc = agent_net_add_neighbors(((msg_agent_add_arp_neighbors_t *)req->body)->neighbors,
+                                          &err)) == 0)
+            return reply_ok(ag, req);
+        break;
+    case MSG_AGENT_LIST_INTERFACES:
+        if ((rc = agent_net_list_interfaces(&out, &err)) == 0 &&
+            (m = msg_new(MSG_AGENT_INTERFACES))) {
+            msg_set_str(&((msg_agent_interfaces_t *)m->body)->interfaces, out);
+            free(out);
+            return reply_msg(ag, req->id, &m);
+        }
+        break;
+    case MSG_AGENT_LIST_ROUTES:
+        if ((rc = agent_net_list_routes(&out, &err)) == 0 && (m = msg_new(MSG_AGENT_ROUTES))) {
+            msg_set_str(&((msg_agent_routes_t *)m->body)->routes, out);
+            free(out);
+            return reply_msg(ag, req->id, &m);
+        }
+        break;
+    default:
+        break;
+    }
+    free(out);
+    if (rc == 0)
+        err_make(&err, ENOMEM, "%s: out of memory", msg_type_name(req->type));
+    reply_err_t(ag, req, &err);
 }
 
 /* Fault injection (docs/faults.md), a test facility: the host's broker
@@ -1876,6 +2001,10 @@ int agent_serve(const agent_opts_t *opts, err_t *err)
         goto out;
     }
     reap_all(&ag);
+    err_t lo_err = ERR_INIT;
+    if (agent_net_lo_up(&lo_err) < 0)
+        log_warn("network: %s", err_str(&lo_err));
+    err_clear(&lo_err);
     log_info("serving the agent channel (root %s, cgroup %s)", opts->root ? opts->root : "-",
              opts->cgroup_root ? opts->cgroup_root : "none");
     while (!ag.quit) {
@@ -1890,6 +2019,8 @@ int agent_serve(const agent_opts_t *opts, err_t *err)
         rc = err_make(err, -ag.rc, "agent channel: protocol error");
 out:
     shutdown_all(&ag);
+    while (ag.net_retries)
+        net_retry_free(&ag, ag.net_retries);
     if (ag.chan_rev)
         event_free(ag.chan_rev);
     if (ag.chan_wev)

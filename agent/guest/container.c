@@ -1,5 +1,6 @@
 /* agent/guest/container: create/start/exec, runc-style.  See container.h. */
 #include "agent/guest/container.h"
+#include "agent/guest/net.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -640,6 +641,8 @@ static _Noreturn void child_stage1(struct child *c)
     }
     if (unshare(unshare_flags & ~CLONE_NEWUSER) < 0)
         child_die_errno(c, "create namespaces");
+    if (unshare_flags & CLONE_NEWNET)
+        agent_net_lo_up(NULL); /* a new network namespace: loopback up, as runc */
     pid_t pid = clone_parent();
     if (pid < 0)
         child_die_errno(c, "clone the container init");

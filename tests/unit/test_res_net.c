@@ -379,7 +379,7 @@ static int setup_ns(void **state)
     char name[64];
     snprintf(name, sizeof name, "husk-ut-%d", (int)getpid());
     sh("ip netns del %s 2>/dev/null", name);
-    if (sh("ip netns add %s && ip -n %s link add eth0 type veth peer name peer0 && "
+    if (sh("ip netns add %s && ip -n %s link add eth0 txqueuelen 0 type veth peer name peer0 && "
            "ip -n %s addr add 10.77.0.2/24 dev eth0 && ip -n %s addr add fd00:77::2/64 dev eth0 "
            "nodad && ip -n %s link set eth0 up && ip -n %s link set peer0 up && "
            "ip -n %s route add default via 10.77.0.1 && ip -n %s neigh add 10.77.0.9 lladdr "
@@ -406,7 +406,7 @@ static char *snapshot(const char *name)
 {
     char cmd[512];
     snprintf(cmd, sizeof cmd,
-             "ip -n %s -o link | sed 's/^[0-9]*: //; s/ qlen.*//'; tc -n %s qdisc show; "
+             "ip -n %s -o link | sed 's/^[0-9]*: //'; tc -n %s qdisc show; "
              "tc -n %s filter show dev eth0 ingress 2>&1",
              name, name, name);
     FILE *p = popen(cmd, "r");
