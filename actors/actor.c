@@ -453,6 +453,18 @@ static int on_read(void *arg)
                 msg_t req = {.id = id};
                 snprintf(req.from, sizeof req.from, "%s", from);
                 actor_reply_error(a, &req, EBADMSG, "%s: %s", a->name, err_str(&err));
+            } else if (re) {
+                /* an unreadable answer still ends its request: now, with
+                 * the reason, rather than at the deadline */
+                struct pending *p = take_pending(a, re);
+                if (p && !strcmp(p->to, from))
+                    complete_error(p, EBADMSG, "unreadable answer from %s to %s: %s", from,
+                                   msg_type_name(p->type), err_str(&err));
+                else if (p) {
+                    struct pending **b = bucket(a, p->id);
+                    p->next = *b;
+                    *b = p;
+                }
             }
             err_clear(&err);
         } else {

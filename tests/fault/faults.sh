@@ -202,11 +202,12 @@ scen_hook() {
     leaks
 }
 
-# ---- faults: name|rules (HUSK_FAULTS) --------------------------------------------
+# ---- faults: name|rules (HUSK_FAULTS)[|scenarios] ----------------------------------
+# Faults that cost a 30 s deadline run in one scenario only (suite < 4 min).
 FAULTS=(
     "none|"
-    "drop start|drop type=agent.start_container count=1"
-    "drop exec reply|drop type=agent.pid from=agent to=runtime count=1"
+    "drop start|drop type=agent.start_container count=1|life"
+    "drop exec reply|drop type=agent.pid from=agent to=runtime count=1|pod"
     "delay agent|delay:300 type=agent.* count=6"
     "delay rt|delay:500 type=rt.* count=4"
     "duplicate start|duplicate type=agent.start_container count=1"
@@ -215,10 +216,10 @@ FAULTS=(
     "corrupt reply|corrupt:4 type=agent.ok to=runtime count=1 seed=3"
     "kill agent actor|kill to=agent type=agent.start_container"
     "kill hv actor|kill to=hypervisor type=hv.start"
-    "kill runtime|kill to=runtime type=rt.start"
+    "kill runtime|kill to=runtime type=rt.start|life"
     "kill vmm|kill-vmm type=agent.start_container"
     "agent exit|agent-exit type=agent.start_container"
-    "agent hang|agent-hang type=agent.exec_process"
+    "agent hang|agent-hang type=agent.exec_process|life"
     "persist enospc|enospc type=rt.start"
     "persist eio|eio:2 type=rt.create"
 )
@@ -227,11 +228,12 @@ QEMU_SUBSET='^(none|drop start|kill vmm|agent exit|persist enospc)$'
 declare -A RESULT
 t_start=$(date +%s)
 for entry in "${FAULTS[@]}" "hook timeout|"; do
-    name=${entry%%|*}
-    rules=${entry#*|}
+    IFS='|' read -r name rules scens <<<"$entry"
+    scens=${scens:-life,pod}
     [[ $name =~ $FONLY ]] || continue
     [ "$BACKEND" = qemu ] && ! [[ $name =~ $QEMU_SUBSET ]] && continue
     for scen in life pod; do
+        [[ ,$scens, == *,$scen,* ]] || continue
         [ "$name" = "hook timeout" ] && [ $scen = pod ] && continue
         CASE_FAIL=0
         CASE_LOG=$T/case.log
