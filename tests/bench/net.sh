@@ -64,6 +64,7 @@ cat >"$BUN/config.json" <<JSON
              "capabilities": {"bounding": ["CAP_NET_RAW"], "effective": ["CAP_NET_RAW"], "permitted": ["CAP_NET_RAW"]}},
  "root": {"path": "rootfs"},
  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}],
  "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"},
                           {"type": "network", "path": "/run/netns/$NS"}]}}
@@ -97,14 +98,25 @@ measure() {
     else
         husk exec -d ctr iperf3 -s -1 -p 5299 >/dev/null 2>&1
     fi
-    sleep 1
-    timeout $((SECS + 60)) iperf3 -c "$IP" -p 5299 -t "$SECS" -J >"$T/$tag-h2c.json" 2>/dev/null
-    timeout $((SECS + 60)) iperf3 -s -1 -B "$GW" -p 5298 >/dev/null 2>&1 &
+    # the server in a TCG guest takes a while to listen: retry the client
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 1
+        timeout $((SECS + 60)) iperf3 -c "$IP" -p 5299 -t "$SECS" -J >"$T/$tag-h2c.json" 2>&1
+        [ "$(gbits "$T/$tag-h2c.json")" != - ] && break
+    done
+    timeout $((SECS + 90)) iperf3 -s -1 -B "$GW" -p 5298 >/dev/null 2>&1 &
     sleep 0.5
-    $in_c iperf3 -c "$GW" -p 5298 -t "$SECS" -J >"$T/$tag-c2h.json" 2>/dev/null
+    $in_c iperf3 -c "$GW" -p 5298 -t "$SECS" -J >"$T/$tag-c2h.json" 2>&1
     wait
+    for f in h2c c2h; do
+        [ "$(gbits "$T/$tag-$f.json")" = - ] && echo "$tag $f: $(grep -m1 -o '"error":.*' "$T/$tag-$f.json" || head -c 200 "$T/$tag-$f.json")" >&2
+    done
     busybox ping -c "$PINGS" -q "$IP" >"$T/$tag-p1" 2>&1
-    $in_c ping -c "$PINGS" -q "$GW" >"$T/$tag-p2" 2>&1
+    if [ "$where" = ns ]; then
+        ip netns exec "$NS" busybox ping -c "$PINGS" -q "$GW" >"$T/$tag-p2" 2>&1
+    else
+        husk exec ctr ping -c "$PINGS" -q "$GW" >"$T/$tag-p2" 2>&1
+    fi
     echo "$(gbits "$T/$tag-h2c.json") $(gbits "$T/$tag-c2h.json") $(rtt "$T/$tag-p1") $(rtt "$T/$tag-p2")"
 }
 
