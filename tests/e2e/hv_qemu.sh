@@ -19,8 +19,12 @@ if [ ! -x "$PROBE" ]; then
     echo "not ok - hv_probe helper built ($PROBE missing)"
     exit 1
 fi
-KERNEL=${GUEST_KERNEL:-$ROOT/build/guest/vmlinux}
-INITRD=${GUEST_INITRD:-$ROOT/build/guest/initrd.img}
+# The probe image (its /init writes GUEST-READY on agent.0 and into the
+# share), as tests/e2e/guest_boot.sh builds it: this test is about the
+# hypervisor layer, not the agent.
+case $B in /*) BDIR=$B ;; *) BDIR=$ROOT/$B ;; esac
+KERNEL=${GUEST_KERNEL:-$BDIR/guest-probe/vmlinux}
+INITRD=${GUEST_INITRD:-$BDIR/guest-probe/initrd.img}
 boot_args=()
 if [ -r "$KERNEL" ] && [ -r "$INITRD" ]; then
     boot_args=(--kernel "$KERNEL" --initrd "$INITRD")
