@@ -13,10 +13,10 @@ GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 ifeq ($(SANITIZE),1)
 B ?= build-san
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-format-truncation -Wno-maybe-uninitialized
 else ifeq ($(COVERAGE),1)
 B ?= build-cov
-SAN_FLAGS := --coverage -O0
+SAN_FLAGS := --coverage -O0 -Wno-format-truncation -Wno-maybe-uninitialized
 else
 B ?= build
 SAN_FLAGS :=
