@@ -16,7 +16,7 @@ B ?= build-san
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-format-truncation -Wno-maybe-uninitialized
 else ifeq ($(COVERAGE),1)
 B ?= build-cov
-SAN_FLAGS := --coverage -O0 -Wno-format-truncation -Wno-maybe-uninitialized
+SAN_FLAGS := --coverage -fprofile-update=atomic -O0 -Wno-format-truncation -Wno-maybe-uninitialized
 else
 B ?= build
 SAN_FLAGS :=
@@ -138,7 +138,7 @@ coverage:
 		--filter 'common/' --filter 'messages/' --filter 'bus/' --filter 'actors/' \
 		--filter 'oci/' --filter 'hypervisors/' --filter 'agent/' --filter 'resources/' \
 		--filter 'runtimes/' --filter 'persist/' --filter 'services/' \
-		--print-summary --fail-under-line 75 --txt build-cov/coverage.txt
+		--gcov-ignore-parse-errors --print-summary --fail-under-line 75 --txt build-cov/coverage.txt
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
