@@ -3,7 +3,7 @@
 #  - cmocka binaries $B/tests/test_*: their PASSED/FAILED counts are summed
 #  - scripts tests/e2e/*.sh and tests/fault/*.sh: lines "ok - name" and
 #    "not ok - name" are counted; exit 77 means skipped (reason on stdout)
-# Env: B (build dir), TEST_TIMEOUT (s per suite), ONLY=unit|e2e, FILTER=regex
+# Env: B (build dir), TEST_TIMEOUT (s per suite), ONLY=unit|e2e|fault, FILTER=regex
 set -u
 B=${B:-build}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
@@ -54,8 +54,14 @@ if [ -z "$ONLY" ] || [ "$ONLY" = unit ]; then
         run_suite "$n" cmocka "$t"
     done
 fi
-if [ -z "$ONLY" ] || [ "$ONLY" = e2e ]; then
-    for t in tests/e2e/*.sh tests/fault/*.sh; do
+suites=()
+case "$ONLY" in
+"") suites=(tests/e2e/*.sh tests/fault/*.sh) ;;
+e2e) suites=(tests/e2e/*.sh) ;;
+fault) suites=(tests/fault/*.sh) ;;
+esac
+if [ ${#suites[@]} -gt 0 ]; then
+    for t in "${suites[@]}"; do
         [ -f "$t" ] || continue
         n=$(basename "$(dirname "$t")")-$(basename "$t" .sh)
         [[ $n =~ $FILTER ]] || continue
