@@ -149,6 +149,7 @@ coverage:
 	@gcovr -r . --object-directory build-cov/obj $(COV_FILTERS) --gcov-ignore-parse-errors \
 		--print-summary -o /dev/null | grep '^lines:'
 	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=e2e tests/run-tests.sh > build-cov/e2e-tests.log 2>&1
+	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=fault FILTER=replay tests/run-tests.sh >> build-cov/e2e-tests.log 2>&1
 	@echo "== unit and end-to-end suites:"
 	gcovr -r . --object-directory build-cov/obj $(COV_FILTERS) --gcov-ignore-parse-errors \
 		--print-summary --fail-under-line 75 --txt build-cov/coverage.txt
