@@ -286,8 +286,8 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     actor_t *a = p->a;
     if (take_pending(a, p->id) != p)
         return;
-    complete_error(p, ETIMEDOUT, "%s did not answer %s within %d ms", p->to,
-                   msg_type_name(p->type), p->timeout_ms);
+    complete_error(p, ETIMEDOUT, "%s did not answer %s within %d ms", p->to, msg_type_name(p->type),
+                   p->timeout_ms);
 }
 
 int actor_request(actor_t *a, const char *to, msg_t **m, int timeout_ms, actor_reply_fn cb,

@@ -42,9 +42,9 @@ typedef struct actor_handler {
 } actor_handler_t;
 
 typedef struct actor_def {
-    const char *name;                 /* bus identity, unique per bus */
-    const actor_handler_t *handlers;  /* terminated by {MSG_NONE, NULL} */
-    const char *const *subscribe;     /* event type prefixes, NULL-terminated; may be NULL */
+    const char *name;                /* bus identity, unique per bus */
+    const actor_handler_t *handlers; /* terminated by {MSG_NONE, NULL} */
+    const char *const *subscribe;    /* event type prefixes, NULL-terminated; may be NULL */
     /* On the actor's thread before it is announced ready; < 0 fails start. */
     int (*init)(actor_t *a, void *state, err_t *err);
     /* Exactly once for every actor_start() call, whatever happened: on the
@@ -54,10 +54,10 @@ typedef struct actor_def {
 } actor_def_t;
 
 typedef struct actor_opts {
-    void *zctx;               /* zmq context of the in-process bus (bus_context) */
-    const char *endpoint;     /* bus_endpoint() or an ipc:// endpoint */
-    const char *sandbox;      /* for log lines; may be NULL */
-    int start_timeout_ms;     /* 0 = 5000 */
+    void *zctx;           /* zmq context of the in-process bus (bus_context) */
+    const char *endpoint; /* bus_endpoint() or an ipc:// endpoint */
+    const char *sandbox;  /* for log lines; may be NULL */
+    int start_timeout_ms; /* 0 = 5000 */
 } actor_opts_t;
 
 /* Starts an actor.  `state` is borrowed and handed to every callback.

@@ -219,7 +219,8 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
             continue;
         }
         if (m->status) {
-            rc = err_make(err, m->status, "%s", m->status_text ? m->status_text : strerror(m->status));
+            rc = err_make(err, m->status, "%s",
+                          m->status_text ? m->status_text : strerror(m->status));
             msg_destroy(&m);
             return rc;
         }

@@ -152,7 +152,8 @@ static void on_start(actor_t *a, msg_t **m, void *state)
         return;
     }
     for (size_t i = 0; i < b->net_taps.n; i++)
-        nets[i] = (struct hv_net){.id = b->net_taps.v[i], .tap = b->net_taps.v[i],
+        nets[i] = (struct hv_net){.id = b->net_taps.v[i],
+                                  .tap = b->net_taps.v[i],
                                   .mac = b->net_macs.v[i][0] ? b->net_macs.v[i] : NULL};
     c.nets = nets;
     c.n_nets = b->net_taps.n;
@@ -345,9 +346,12 @@ static void fini(actor_t *a, void *state)
 }
 
 static const actor_handler_t handlers[] = {
-    {MSG_HV_START, on_start},       {MSG_HV_STOP, on_stop},
-    {MSG_HV_PAUSE, on_pause},       {MSG_HV_RESUME, on_resume},
-    {MSG_HV_ADD_DEVICE, on_add_device}, {MSG_HV_REMOVE_DEVICE, on_remove_device},
+    {MSG_HV_START, on_start},
+    {MSG_HV_STOP, on_stop},
+    {MSG_HV_PAUSE, on_pause},
+    {MSG_HV_RESUME, on_resume},
+    {MSG_HV_ADD_DEVICE, on_add_device},
+    {MSG_HV_REMOVE_DEVICE, on_remove_device},
     {MSG_NONE, NULL},
 };
 

@@ -27,10 +27,10 @@
 #include "runtimes/hooks.h"
 #include "runtimes/state.h"
 
-#define HV_TIMEOUT_MS     60000 /* a TCG boot takes seconds; a cold one more */
-#define AGENT_TIMEOUT_MS  30000
+#define HV_TIMEOUT_MS      60000 /* a TCG boot takes seconds; a cold one more */
+#define AGENT_TIMEOUT_MS   30000
 #define CONNECT_TIMEOUT_MS 60000
-#define REMOVE_TIMEOUT_MS 10000
+#define REMOVE_TIMEOUT_MS  10000
 
 /* short names for the state machine (runtimes/state.h) */
 #define SB_NEW      RT_SB_NEW
@@ -95,8 +95,8 @@ struct rt {
     bool done_signalled;
     rt_sandbox_state_t sb;
     char backend[32], agent_socket[PATH_MAX];
-    bool vm;           /* a real VM: the rootfs travels over the 9p share */
-    bool share_ready;  /* resources/share set up under dir */
+    bool vm;              /* a real VM: the rootfs travels over the 9p share */
+    bool share_ready;     /* resources/share set up under dir */
     res_cgroup_t *cgroup; /* the host cgroup holding the VMM (sized from the spec) */
     pid_t vmm_pid;
     char *created;
@@ -620,7 +620,6 @@ static void boot_done(struct rt *rt)
         create_container(rt, &rt->queued[i]);
 }
 
-
 /* ---- network (resources/net.h, docs/networking.md) ------------------------------ */
 
 /* Configures the guest for the interfaces marked in `want` (agent.
@@ -973,7 +972,8 @@ static void on_agent_connected(actor_t *a, msg_t **reply, void *arg)
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
     if (rt->vm)
         msg_set_str(&b->storages,
-                    "[{\"driver\":\"9p\",\"source\":\"" RES_SHARE_TAG "\",\"mount_point\":\"" RES_SHARE_GUEST_ROOT
+                    "[{\"driver\":\"9p\",\"source\":\"" RES_SHARE_TAG
+                    "\",\"mount_point\":\"" RES_SHARE_GUEST_ROOT
                     "\",\"options\":[\"trans=virtio\",\"version=9p2000.L\",\"msize=262144\"]}]");
     else
         msg_set_str(&b->storages, "[]");
@@ -1056,8 +1056,8 @@ static void boot(struct rt *rt, const oci_spec_t *first)
     if (first && res_net_netns_of_spec(first, &nsp))
         snprintf(rt->netns, sizeof rt->netns, "%s", nsp);
     if (rt->vm && rt->netns[0]) {
-        if (!(rt->net = calloc(1, sizeof *rt->net)) ||
-            res_net_scan(rt->netns, rt->net, &err) < 0 || res_net_attach(rt->net, &err) < 0) {
+        if (!(rt->net = calloc(1, sizeof *rt->net)) || res_net_scan(rt->netns, rt->net, &err) < 0 ||
+            res_net_attach(rt->net, &err) < 0) {
             char why[1024];
             snprintf(why, sizeof why, "network: %s", rt->net ? err_str(&err) : "out of memory");
             err_clear(&err);
@@ -1841,7 +1841,8 @@ static void on_fault(actor_t *a, msg_t **m, void *state)
     } else if (!strcmp(b->action, "enospc") || !strcmp(b->action, "eio")) {
         log_warn("fault: the next %llu state writes fail with %s", (unsigned long long)b->count,
                  b->action);
-        persist_store_set_fault(rt->store, b->action[0] == 'e' && b->action[1] == 'n' ? ENOSPC : EIO,
+        persist_store_set_fault(rt->store,
+                                b->action[0] == 'e' && b->action[1] == 'n' ? ENOSPC : EIO,
                                 (unsigned)(b->count ? b->count : 1));
     } else {
         actor_reply_error(a, *m, EINVAL, "runtime: no fault '%s'", b->action);
@@ -2013,8 +2014,8 @@ static const actor_handler_t handlers[] = {
     {MSG_NONE, NULL},
 };
 
-static const char *const subscriptions[] = {"agent.exited", "agent.oom", "agent.lost", "hv.exited",
-                                            "actor.down",   NULL};
+static const char *const subscriptions[] = {"agent.exited", "agent.oom",  "agent.lost",
+                                            "hv.exited",    "actor.down", NULL};
 
 static const actor_def_t def = {.name = RT_ACTOR_NAME,
                                 .handlers = handlers,
@@ -2022,8 +2023,7 @@ static const actor_def_t def = {.name = RT_ACTOR_NAME,
                                 .init = init,
                                 .fini = fini};
 
-int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out,
-                   err_t *err)
+int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out, err_t *err)
 {
     struct rt *rt = calloc(1, sizeof *rt);
     if (!rt)

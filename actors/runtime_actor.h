@@ -21,7 +21,6 @@ typedef struct rt_actor_opts {
     int done_fd;            /* eventfd written once when the daemon may exit */
 } rt_actor_opts_t;
 
-int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out,
-                   err_t *err);
+int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out, err_t *err);
 
 #endif

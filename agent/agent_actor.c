@@ -23,9 +23,9 @@
 #define MAX_STREAMS       65536
 
 struct fwd {
-    uint64_t gid;     /* id on the channel */
-    msg_t *stub;      /* the requester's id and name (body empty) */
-    msg_type_t type;  /* request type */
+    uint64_t gid;    /* id on the channel */
+    msg_t *stub;     /* the requester's id and name (body empty) */
+    msg_type_t type; /* request type */
     struct event *timer;
     struct agent_actor *aa;
     char cid[AGENT_ID_MAX + 1], eid[AGENT_ID_MAX + 1];
@@ -211,7 +211,8 @@ static void on_fwd_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the channel ----------------------------------------------------------- */
 
-static void chan_lost(struct agent_actor *aa, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void chan_flush(struct agent_actor *aa)
 {
@@ -370,7 +371,8 @@ static int on_guest_event(struct agent_actor *aa, msg_t **mp)
         }
         uint64_t *credit = &s->credit[b->stream - 1];
         if (b->data.len > *credit || s->eof[b->stream - 1]) {
-            chan_lost(aa, "guest flooded: %zu bytes of output on %.64s/%.64s stream %llu with %llu "
+            chan_lost(aa,
+                      "guest flooded: %zu bytes of output on %.64s/%.64s stream %llu with %llu "
                       "bytes of credit%s",
                       b->data.len, b->container_id, b->exec_id, (unsigned long long)b->stream,
                       (unsigned long long)*credit,
@@ -609,9 +611,8 @@ static void connect_try(evutil_socket_t unused, short what, void *arg)
             evtimer_add(op->retry, &tv);
             return;
         }
-        actor_reply_error(aa->actor, op->req, late ? ETIMEDOUT : e,
-                          "agent: connect to %s: %s", op->path,
-                          late ? "no answer in time" : strerror(e));
+        actor_reply_error(aa->actor, op->req, late ? ETIMEDOUT : e, "agent: connect to %s: %s",
+                          op->path, late ? "no answer in time" : strerror(e));
         goto done;
     }
     err_t err = ERR_INIT;

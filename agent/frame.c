@@ -10,12 +10,12 @@
 #define DEFAULT_BUDGET (256 * 1024)
 
 struct agent_frame_reader {
-    size_t max;                    /* payload bound */
-    uint8_t hdr[AGENT_FRAME_HDR];  /* length bytes received so far */
+    size_t max;                   /* payload bound */
+    uint8_t hdr[AGENT_FRAME_HDR]; /* length bytes received so far */
     size_t hdr_got;
-    uint8_t *buf;                  /* payload being assembled, or NULL */
-    size_t want;                   /* its length */
-    size_t got;                    /* bytes of it received */
+    uint8_t *buf; /* payload being assembled, or NULL */
+    size_t want;  /* its length */
+    size_t got;   /* bytes of it received */
 };
 
 agent_frame_reader_t *agent_frame_reader_new(size_t max)

@@ -16,12 +16,12 @@
 #include "common/log.h"
 #include "messages/msg.h"
 
-#define BUS_NAME       "bus"
-#define EP_MAX         128
-#define DRAIN_BUDGET   256
-#define MAX_SUBS       1024
-#define MAX_ACTORS     1024
-#define MAX_DELAYED    100000
+#define BUS_NAME     "bus"
+#define EP_MAX       128
+#define DRAIN_BUDGET 256
+#define MAX_SUBS     1024
+#define MAX_ACTORS   1024
+#define MAX_DELAYED  100000
 
 struct actor_rec {
     char name[MSG_NAME_MAX];
@@ -110,8 +110,8 @@ static int send_str(void *sock, const char *s, int flags)
 
 /* ---- tap --------------------------------------------------------------- */
 
-static void tap_copy(bus_t *b, const char *type, const char *from, const char *to,
-                     const void *env, size_t len, const char *note)
+static void tap_copy(bus_t *b, const char *type, const char *from, const char *to, const void *env,
+                     size_t len, const char *note)
 {
     if (b->tap_subscribers <= 0)
         return;
@@ -342,7 +342,8 @@ static void control(bus_t *b, const char *from, const void *env, size_t len)
         if (reply)
             ((msg_bus_pong_t *)reply->body)->seq = ((msg_bus_ping_t *)m->body)->seq;
         break;
-    case MSG_BUS_PONG: break; /* heartbeat answer: last_seen already updated */
+    case MSG_BUS_PONG:
+        break; /* heartbeat answer: last_seen already updated */
     case MSG_BUS_FAULT_SET:
         if (faults_add(b->faults, ((msg_bus_fault_set_t *)m->body)->rules, &err) < 0) {
             reply = msg_new_error(m, err.code, "bus: %s", err_str(&err));
@@ -356,7 +357,9 @@ static void control(bus_t *b, const char *from, const void *env, size_t len)
         faults_clear(b->faults);
         reply = fault_state(b, m);
         break;
-    case MSG_BUS_FAULT_LIST: reply = fault_state(b, m); break;
+    case MSG_BUS_FAULT_LIST:
+        reply = fault_state(b, m);
+        break;
     case MSG_BUS_LIST:
         reply = msg_new_reply(m, MSG_BUS_ACTORS);
         for (size_t i = 0; reply && i < b->nactors; i++)
@@ -382,8 +385,8 @@ static void unroutable(bus_t *b, const char *from, const char *to, const char *t
         return; /* only requests get an answer; replies to a gone actor vanish */
     msg_t req = {.id = id};
     snprintf(req.from, sizeof req.from, "%s", from);
-    msg_t *e = msg_new_error(&req, EHOSTUNREACH, "no actor named '%s' on the bus (for %s)", to,
-                             type);
+    msg_t *e =
+        msg_new_error(&req, EHOSTUNREACH, "no actor named '%s' on the bus (for %s)", to, type);
     if (e)
         broker_send(b, &e);
 }
@@ -431,14 +434,16 @@ static void fire_effect(bus_t *b, fault_hit_t hit, const char *to)
     broker_send(b, &m);
 }
 
-static void route_one(bus_t *b, const char *from, const char *to, const char *type,
-                      const void *env, size_t len, bool faults_on)
+static void route_one(bus_t *b, const char *from, const char *to, const char *type, const void *env,
+                      size_t len, bool faults_on)
 {
     fault_hit_t hit = {FAULT_NONE, 0, -1};
     if (faults_on)
         hit = faults_match(b->faults, type, from, to);
     switch (hit.action) {
-    case FAULT_DROP: tap_copy(b, type, from, to, env, len, "fault:drop"); return;
+    case FAULT_DROP:
+        tap_copy(b, type, from, to, env, len, "fault:drop");
+        return;
     case FAULT_DELAY: {
         char note[32];
         snprintf(note, sizeof note, "fault:delay:%u", hit.param);
@@ -480,8 +485,7 @@ static void route_one(bus_t *b, const char *from, const char *to, const char *ty
         if (errno == EHOSTUNREACH) {
             peer_unreachable(b, to);
             unroutable(b, from, to, type, env, len);
-        }
-        else
+        } else
             log_warn("deliver %s from %s to %s: %s, dropped", type, from, to, strerror(errno));
     }
 }
@@ -579,8 +583,7 @@ static void release_delayed(bus_t *b, int64_t now)
                          zmq_msg_size(&d->parts[3])) < 0 &&
                  errno == EHOSTUNREACH) {
             peer_unreachable(b, to);
-            unroutable(b, from, to, type, zmq_msg_data(&d->parts[3]),
-                       zmq_msg_size(&d->parts[3]));
+            unroutable(b, from, to, type, zmq_msg_data(&d->parts[3]), zmq_msg_size(&d->parts[3]));
         }
         for (int k = 0; k < 4; k++)
             zmq_msg_close(&d->parts[k]);
@@ -629,8 +632,8 @@ static void *broker_main(void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-static int bind_ipc(bus_t *b, void *sock, const char *dir, const char *file, char *path,
-                    char *ep, size_t epcap, err_t *err)
+static int bind_ipc(bus_t *b, void *sock, const char *dir, const char *file, char *path, char *ep,
+                    size_t epcap, err_t *err)
 {
     struct sockaddr_un sa;
     if ((size_t)snprintf(path, EP_MAX, "%s/%s", dir, file) >= sizeof sa.sun_path)
@@ -718,8 +721,8 @@ int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err)
         }
         if ((rc = bind_ipc(b, b->router, o.dir, "bus.sock", b->ipc_path, b->ep_ipc,
                            sizeof b->ep_ipc, err)) < 0 ||
-            (rc = bind_ipc(b, b->tap, o.dir, "tap.sock", b->tap_path, b->tap_ipc,
-                           sizeof b->tap_ipc, err)) < 0)
+            (rc = bind_ipc(b, b->tap, o.dir, "tap.sock", b->tap_path, b->tap_ipc, sizeof b->tap_ipc,
+                           err)) < 0)
             goto fail;
     }
     if ((rc = pthread_create(&b->thread, NULL, broker_main, b)) != 0) {

@@ -20,11 +20,11 @@
 typedef struct bus bus_t;
 
 typedef struct bus_opts {
-    const char *dir;     /* state directory for ipc sockets, or NULL (inproc only) */
-    const char *name;    /* sandbox id, for logs and endpoint names; may be NULL */
-    int supervise_ms;    /* heartbeat period; 0 = 1000, < 0 = no supervision */
-    int miss_limit;      /* silent periods before actor.down; 0 = 3 */
-    const char *faults;  /* rules applied at start, after those in HUSK_FAULTS */
+    const char *dir;    /* state directory for ipc sockets, or NULL (inproc only) */
+    const char *name;   /* sandbox id, for logs and endpoint names; may be NULL */
+    int supervise_ms;   /* heartbeat period; 0 = 1000, < 0 = no supervision */
+    int miss_limit;     /* silent periods before actor.down; 0 = 3 */
+    const char *faults; /* rules applied at start, after those in HUSK_FAULTS */
 } bus_opts_t;
 
 /* Starts the broker thread.  Caller owns return value and must destroy it

@@ -27,8 +27,8 @@ struct faults {
     size_t n;
 };
 
-static const char *const action_names[] = {"none",   "drop", "delay",      "duplicate",
-                                           "corrupt", "kill", "kill-vmm",   "enospc",
+static const char *const action_names[] = {"none",    "drop",       "delay",     "duplicate",
+                                           "corrupt", "kill",       "kill-vmm",  "enospc",
                                            "eio",     "agent-exit", "agent-hang"};
 
 const char *fault_action_name(enum fault_action a)
@@ -39,13 +39,17 @@ const char *fault_action_name(enum fault_action a)
 const char *fault_effect_target(enum fault_action a, const char *to)
 {
     switch (a) {
-    case FAULT_KILL: return to;
+    case FAULT_KILL:
+        return to;
     case FAULT_KILL_VMM:
     case FAULT_ENOSPC:
-    case FAULT_EIO: return "runtime";
+    case FAULT_EIO:
+        return "runtime";
     case FAULT_AGENT_EXIT:
-    case FAULT_AGENT_HANG: return "agent";
-    default: return NULL;
+    case FAULT_AGENT_HANG:
+        return "agent";
+    default:
+        return NULL;
     }
 }
 

@@ -43,7 +43,7 @@ enum fault_action {
     FAULT_AGENT_EXIT, /* husk-agent exits (agent) */
     FAULT_AGENT_HANG, /* husk-agent stops answering (agent) */
 };
-#define FAULT_LAST_ACTION   FAULT_AGENT_HANG
+#define FAULT_LAST_ACTION    FAULT_AGENT_HANG
 #define FAULT_EFFECT_HOLD_MS 200
 
 static inline int fault_is_effect(enum fault_action a)

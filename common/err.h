@@ -13,7 +13,10 @@ typedef struct err {
     char *msg; /* heap message, NULL when no error */
 } err_t;
 
-#define ERR_INIT {0, NULL}
+#define ERR_INIT                                                                                   \
+    {                                                                                              \
+        0, NULL                                                                                    \
+    }
 
 /* Records an error; replaces any previous one.  Returns -code (or -1 when
  * code is 0) so that `return err_make(err, EINVAL, "...")` works.  err may

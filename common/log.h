@@ -32,10 +32,10 @@ void log_set_container(const char *container_id);
 int log_write(enum log_level level, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define log_debug(...) log_write(LOG_DEBUG, 0, __VA_ARGS__)
-#define log_info(...)  log_write(LOG_INFO, 0, __VA_ARGS__)
-#define log_warn(...)  log_write(LOG_WARN, 0, __VA_ARGS__)
-#define log_error(...) log_write(LOG_ERROR, 0, __VA_ARGS__)
+#define log_debug(...)          log_write(LOG_DEBUG, 0, __VA_ARGS__)
+#define log_info(...)           log_write(LOG_INFO, 0, __VA_ARGS__)
+#define log_warn(...)           log_write(LOG_WARN, 0, __VA_ARGS__)
+#define log_error(...)          log_write(LOG_ERROR, 0, __VA_ARGS__)
 #define log_error_errno(e, ...) log_write(LOG_ERROR, (e), __VA_ARGS__)
 
 #endif

@@ -216,8 +216,8 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
             (nt->mac && (r = check_opt_value("mac", nt->mac, err)) < 0))
             goto fail;
         hv_qemu_strv_add(&s, "-netdev");
-        hv_qemu_strv_addf(&s, "tap,id=net-%s,ifname=%s,script=no,downscript=no%s", nt->id,
-                          nt->tap, in->accel == HV_ACCEL_KVM ? ",vhost=on" : "");
+        hv_qemu_strv_addf(&s, "tap,id=net-%s,ifname=%s,script=no,downscript=no%s", nt->id, nt->tap,
+                          in->accel == HV_ACCEL_KVM ? ",vhost=on" : "");
         char bus[48] = "";
         if (a.root_ports) {
             hv_qemu_strv_add(&s, "-device");
@@ -717,9 +717,8 @@ static int write_pid_file(struct qemu *qm)
 
 /* Runs in the child between fork and exec: async-signal-safe calls only,
  * never exit(). */
-static void __attribute__((noreturn))
-child_exec(char **argv, int qmp_fd, int agent_fd, int null_fd, int log_fd, int netns_fd,
-           pid_t parent)
+static void __attribute__((noreturn)) child_exec(char **argv, int qmp_fd, int agent_fd, int null_fd,
+                                                 int log_fd, int netns_fd, pid_t parent)
 {
     sigset_t all;
     sigemptyset(&all);

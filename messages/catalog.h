@@ -20,10 +20,10 @@
 #ifndef HUSK_MSG_CATALOG_H
 #define HUSK_MSG_CATALOG_H
 
-#define MSG_ITEM_MAX  (64 * 1024)
-#define MSG_SMALL     256
-#define MSG_PATH      4096
-#define MSG_SPEC      (1024 * 1024)
+#define MSG_ITEM_MAX (64 * 1024)
+#define MSG_SMALL    256
+#define MSG_PATH     4096
+#define MSG_SPEC     (1024 * 1024)
 
 /* ---- bus: the broker's own messages ---------------------------------- */
 /* A failure reply with no more specific type; envelope status says why. */
@@ -50,7 +50,7 @@
 #define MSG_FIELDS_bus_echo(F, S) F(S, U64, seq, 0) F(S, BIN, data, 4 * 1024 * 1024)
 
 /* ---- actor: supervision events ---------------------------------------- */
-#define MSG_FIELDS_actor_up(F, S) F(S, STR, name, MSG_SMALL) F(S, U64, pid, 0)
+#define MSG_FIELDS_actor_up(F, S)   F(S, STR, name, MSG_SMALL) F(S, U64, pid, 0)
 #define MSG_FIELDS_actor_down(F, S) F(S, STR, name, MSG_SMALL) F(S, STR, reason, MSG_SMALL)
 
 /* ---- fault: fault injection outside the bus (docs/faults.md) ------------
@@ -83,12 +83,12 @@
  * status carries an errno and a text.  JSON fields are never empty: send
  * "null", "[]" or "{}" when there is nothing to say.
  * The limits keep every envelope below AGENT_FRAME_MAX (1 MiB + 64 KiB). */
-#define AGENT_ID_MAX     64
-#define AGENT_SPEC_MAX   (768 * 1024)
-#define AGENT_STORE_MAX  (64 * 1024)
-#define AGENT_CHUNK_MAX  (64 * 1024)
-#define AGENT_PROC_MAX   (256 * 1024)
-#define AGENT_NET_MAX    (64 * 1024)
+#define AGENT_ID_MAX    64
+#define AGENT_SPEC_MAX  (768 * 1024)
+#define AGENT_STORE_MAX (64 * 1024)
+#define AGENT_CHUNK_MAX (64 * 1024)
+#define AGENT_PROC_MAX  (256 * 1024)
+#define AGENT_NET_MAX   (64 * 1024)
 /* The empty success reply. */
 #define MSG_FIELDS_agent_ok(F, S)
 /* Health check (Kata Health.Check) -> agent.health. */
@@ -125,7 +125,7 @@
     F(S, JSON, storages, AGENT_STORE_MAX)                                                          \
     F(S, BOOL, stdin, 0)                                                                           \
     F(S, U64, output_window, 0)
-#define MSG_FIELDS_agent_pid(F, S) F(S, U64, pid, 0)
+#define MSG_FIELDS_agent_pid(F, S)             F(S, U64, pid, 0)
 #define MSG_FIELDS_agent_start_container(F, S) F(S, STR, container_id, AGENT_ID_MAX)
 /* Kills what still runs, waits up to timeout_ms (0 = 10 s), cleans up. */
 #define MSG_FIELDS_agent_remove_container(F, S)                                                    \
@@ -227,9 +227,9 @@
  * [{"dest", "gateway", "source", "device", "scope", "metric"}] -> agent.routes.
  * neighbors: [{"ip", "mac", "device", "state"}] -> agent.ok.  list_* answer
  * with the same shapes. */
-#define MSG_FIELDS_agent_update_interface(F, S) F(S, JSON, interface, AGENT_NET_MAX)
-#define MSG_FIELDS_agent_interface(F, S)        F(S, JSON, interface, AGENT_NET_MAX)
-#define MSG_FIELDS_agent_update_routes(F, S)    F(S, JSON, routes, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_update_interface(F, S)  F(S, JSON, interface, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_interface(F, S)         F(S, JSON, interface, AGENT_NET_MAX)
+#define MSG_FIELDS_agent_update_routes(F, S)     F(S, JSON, routes, AGENT_NET_MAX)
 #define MSG_FIELDS_agent_add_arp_neighbors(F, S) F(S, JSON, neighbors, AGENT_NET_MAX)
 #define MSG_FIELDS_agent_list_interfaces(F, S)
 #define MSG_FIELDS_agent_interfaces(F, S) F(S, JSON, interfaces, AGENT_NET_MAX)
@@ -255,7 +255,7 @@
     F(S, U64, owner_uid, 0)
 #define MSG_FIELDS_rt_created(F, S)                                                                \
     F(S, STR, id, RT_ID_MAX) F(S, STR, sandbox_id, RT_ID_MAX) F(S, U64, pid, 0)
-#define MSG_FIELDS_rt_ok(F, S) F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_rt_ok(F, S)    F(S, STR, id, RT_ID_MAX)
 #define MSG_FIELDS_rt_start(F, S) F(S, STR, id, RT_ID_MAX)
 /* exec_id "" = the init process; all = every process of the container. */
 #define MSG_FIELDS_rt_kill(F, S)                                                                   \
@@ -338,7 +338,8 @@
 #define MSG_FIELDS_hv_remove_device(F, S) F(S, STR, kind, MSG_SMALL) F(S, STR, id, MSG_SMALL)
 /* Event: the VM (or local agent process) is gone. */
 #define MSG_FIELDS_hv_exited(F, S)                                                                 \
-    F(S, STR, sandbox_id, RT_ID_MAX) F(S, U64, pid, 0) F(S, I64, status, 0) F(S, STR, reason, MSG_SMALL)
+    F(S, STR, sandbox_id, RT_ID_MAX)                                                               \
+    F(S, U64, pid, 0) F(S, I64, status, 0) F(S, STR, reason, MSG_SMALL)
 
 /* ---- agent.connect: the runtime points the agent actor at the channel ---- */
 #define MSG_FIELDS_agent_connect(F, S) F(S, STR, socket, MSG_PATH) F(S, U64, timeout_ms, 0)

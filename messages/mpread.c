@@ -58,8 +58,9 @@ enum mpr_type mpr_peek(const mpr_t *r)
 
 const char *mpr_type_name(enum mpr_type t)
 {
-    static const char *const names[] = {"garbage", "nil", "boolean", "integer", "integer",
-                                        "float", "string", "binary", "array", "map", "ext"};
+    static const char *const names[] = {"garbage", "nil",   "boolean", "integer",
+                                        "integer", "float", "string",  "binary",
+                                        "array",   "map",   "ext"};
     return t <= MPR_EXT ? names[t] : "garbage";
 }
 
@@ -132,10 +133,18 @@ int mpr_i64(mpr_t *r, int64_t *v)
     if (take(r, n, &u) < 0)
         return -1;
     switch (n) {
-    case 1: *v = (int8_t)u; break;
-    case 2: *v = (int16_t)u; break;
-    case 4: *v = (int32_t)u; break;
-    default: *v = (int64_t)u; break;
+    case 1:
+        *v = (int8_t)u;
+        break;
+    case 2:
+        *v = (int16_t)u;
+        break;
+    case 4:
+        *v = (int32_t)u;
+        break;
+    default:
+        *v = (int64_t)u;
+        break;
     }
     return 0;
 }
@@ -240,13 +249,20 @@ int mpr_skip(mpr_t *r, int depth)
     if (depth <= 0)
         return fail(r);
     switch (mpr_peek(r)) {
-    case MPR_NIL: return mpr_nil(r);
-    case MPR_BOOL: return mpr_bool(r, &bo);
-    case MPR_UINT: return mpr_u64(r, &u);
-    case MPR_INT: return mpr_i64(r, &i);
-    case MPR_FLOAT: return mpr_double(r, &d);
-    case MPR_STR: return mpr_str(r, &s, &len);
-    case MPR_BIN: return mpr_bin(r, &b, &len);
+    case MPR_NIL:
+        return mpr_nil(r);
+    case MPR_BOOL:
+        return mpr_bool(r, &bo);
+    case MPR_UINT:
+        return mpr_u64(r, &u);
+    case MPR_INT:
+        return mpr_i64(r, &i);
+    case MPR_FLOAT:
+        return mpr_double(r, &d);
+    case MPR_STR:
+        return mpr_str(r, &s, &len);
+    case MPR_BIN:
+        return mpr_bin(r, &b, &len);
     case MPR_ARRAY:
         if (mpr_array(r, &n) < 0)
             return -1;
@@ -280,6 +296,7 @@ int mpr_skip(mpr_t *r, int depth)
         r->p += hdr + size;
         return 0;
     }
-    default: return fail(r);
+    default:
+        return fail(r);
     }
 }

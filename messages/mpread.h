@@ -12,8 +12,17 @@
 #include <stdint.h>
 
 enum mpr_type {
-    MPR_ERR = 0, MPR_NIL, MPR_BOOL, MPR_UINT, MPR_INT, MPR_FLOAT, MPR_STR, MPR_BIN,
-    MPR_ARRAY, MPR_MAP, MPR_EXT
+    MPR_ERR = 0,
+    MPR_NIL,
+    MPR_BOOL,
+    MPR_UINT,
+    MPR_INT,
+    MPR_FLOAT,
+    MPR_STR,
+    MPR_BIN,
+    MPR_ARRAY,
+    MPR_MAP,
+    MPR_EXT
 };
 
 typedef struct mpr {
@@ -33,8 +42,8 @@ const char *mpr_type_name(enum mpr_type t);
  * truncation.  Strings/bins point into the buffer (not NUL-terminated). */
 int mpr_nil(mpr_t *r);
 int mpr_bool(mpr_t *r, bool *v);
-int mpr_u64(mpr_t *r, uint64_t *v);  /* any non-negative integer */
-int mpr_i64(mpr_t *r, int64_t *v);   /* any integer fitting int64 */
+int mpr_u64(mpr_t *r, uint64_t *v); /* any non-negative integer */
+int mpr_i64(mpr_t *r, int64_t *v);  /* any integer fitting int64 */
 int mpr_double(mpr_t *r, double *v);
 int mpr_str(mpr_t *r, const char **s, uint32_t *len);
 int mpr_bin(mpr_t *r, const uint8_t **b, uint32_t *len);

@@ -27,12 +27,10 @@ struct type_desc {
     const msg_field_t *fields;
 };
 
-static const struct type_desc types[MSG_TYPE_COUNT] = {
-    [MSG_NONE] = {"?", 1, 0, NULL},
+static const struct type_desc types[MSG_TYPE_COUNT] = {[MSG_NONE] = {"?", 1, 0, NULL},
 #define TYPE_DESC_(SYM, sym, wire)                                                                 \
     [MSG_##SYM] = {wire, sizeof(wire) - 1, sizeof(msg_##sym##_t), fields_##sym},
-    MSG_CATALOG(TYPE_DESC_)
-};
+                                                       MSG_CATALOG(TYPE_DESC_)};
 
 const char *msg_type_name(msg_type_t type)
 {
@@ -135,8 +133,12 @@ static void free_body(msg_type_t type, void *body)
         void *p = (char *)body + f->offset;
         switch (f->kind) {
         case MSG_K_STR:
-        case MSG_K_JSON: free(*(char **)p); break;
-        case MSG_K_BIN: free(((msg_bin_t *)p)->data); break;
+        case MSG_K_JSON:
+            free(*(char **)p);
+            break;
+        case MSG_K_BIN:
+            free(((msg_bin_t *)p)->data);
+            break;
         case MSG_K_STRV: {
             msg_strv_t *v = p;
             for (size_t i = 0; i < v->n; i++)
@@ -144,8 +146,11 @@ static void free_body(msg_type_t type, void *body)
             free(v->v);
             break;
         }
-        case MSG_K_U64V: free(((msg_u64v_t *)p)->v); break;
-        default: break;
+        case MSG_K_U64V:
+            free(((msg_u64v_t *)p)->v);
+            break;
+        default:
+            break;
         }
     }
     free(body);
@@ -257,8 +262,12 @@ static int pack_body(msgpack_packer *pk, msg_type_t type, const void *body, err_
             else
                 msgpack_pack_false(pk);
             break;
-        case MSG_K_I64: msgpack_pack_int64(pk, *(const int64_t *)p); break;
-        case MSG_K_U64: msgpack_pack_uint64(pk, *(const uint64_t *)p); break;
+        case MSG_K_I64:
+            msgpack_pack_int64(pk, *(const int64_t *)p);
+            break;
+        case MSG_K_U64:
+            msgpack_pack_uint64(pk, *(const uint64_t *)p);
+            break;
         case MSG_K_STR:
         case MSG_K_JSON: {
             const char *s = *(char *const *)p;
@@ -282,8 +291,8 @@ static int pack_body(msgpack_packer *pk, msg_type_t type, const void *body, err_
             msgpack_pack_array(pk, v->n);
             for (size_t i = 0; i < v->n; i++) {
                 if (v->v[i] && strlen(v->v[i]) > MSG_ITEM_MAX)
-                    return err_make(err, EMSGSIZE, "body.%s[%zu]: longer than %d bytes", f->name,
-                                    i, MSG_ITEM_MAX);
+                    return err_make(err, EMSGSIZE, "body.%s[%zu]: longer than %d bytes", f->name, i,
+                                    MSG_ITEM_MAX);
                 pack_str(pk, v->v[i]);
             }
             break;
@@ -415,7 +424,8 @@ static int decode_field(mpr_t *r, const msg_field_t *f, void *body, err_t *err)
         if (mpr_u64(r, p) < 0)
             goto type_error;
         return 0;
-    case MSG_K_STR: return decode_str(r, f, f->max, p, err, "");
+    case MSG_K_STR:
+        return decode_str(r, f, f->max, p, err, "");
     case MSG_K_JSON: {
         int rc = decode_str(r, f, f->max, p, err, "");
         if (rc < 0)
@@ -475,18 +485,17 @@ static int decode_field(mpr_t *r, const msg_field_t *f, void *body, err_t *err)
             return err_make(err, ENOMEM, "body.%s: out of memory", f->name);
         for (uint32_t i = 0; i < n; i++) {
             if (mpr_u64(r, &v->v[i]) < 0)
-                return err_make(err, EBADMSG, "body.%s[%u]: expected unsigned integer", f->name,
-                                i);
+                return err_make(err, EBADMSG, "body.%s[%u]: expected unsigned integer", f->name, i);
             v->n++;
         }
         return 0;
     }
     }
     return err_make(err, EINVAL, "body.%s: unknown field kind", f->name);
-type_error: {
-    static const char *const expect[] = {"expected boolean", "expected integer",
+type_error : {
+    static const char *const expect[] = {"expected boolean",          "expected integer",
                                          "expected unsigned integer", "expected string",
-                                         "expected string", "expected binary",
+                                         "expected string",           "expected binary",
                                          "expected array of strings", "expected array of integers"};
     *r = save;
     int rc = bad(err, "body.", f->name, expect[f->kind], r);
@@ -722,14 +731,18 @@ static json_t *to_json(mpr_t *r, int depth)
     uint64_t u;
     double d;
     switch (mpr_peek(r)) {
-    case MPR_NIL: return mpr_nil(r) < 0 ? NULL : json_null();
-    case MPR_BOOL: return mpr_bool(r, &bo) < 0 ? NULL : json_boolean(bo);
+    case MPR_NIL:
+        return mpr_nil(r) < 0 ? NULL : json_null();
+    case MPR_BOOL:
+        return mpr_bool(r, &bo) < 0 ? NULL : json_boolean(bo);
     case MPR_UINT:
         if (mpr_u64(r, &u) < 0)
             return NULL;
         return u > INT64_MAX ? json_real((double)u) : json_integer((json_int_t)u);
-    case MPR_INT: return mpr_i64(r, &i) < 0 ? NULL : json_integer(i);
-    case MPR_FLOAT: return mpr_double(r, &d) < 0 ? NULL : json_real(d);
+    case MPR_INT:
+        return mpr_i64(r, &i) < 0 ? NULL : json_integer(i);
+    case MPR_FLOAT:
+        return mpr_double(r, &d) < 0 ? NULL : json_real(d);
     case MPR_STR: {
         if (mpr_str(r, &s, &n) < 0)
             return NULL;
@@ -810,8 +823,10 @@ static json_t *to_json(mpr_t *r, int depth)
         }
         return o;
     }
-    case MPR_EXT: return mpr_skip(r, 1) < 0 ? NULL : json_string("ext");
-    default: return NULL;
+    case MPR_EXT:
+        return mpr_skip(r, 1) < 0 ? NULL : json_string("ext");
+    default:
+        return NULL;
     }
 }
 

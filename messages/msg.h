@@ -16,7 +16,7 @@
 #include "messages/catalog.h"
 
 #define MSG_PROTO_VERSION 1
-#define MSG_NAME_MAX      64               /* actor names, incl. NUL */
+#define MSG_NAME_MAX      64                /* actor names, incl. NUL */
 #define MSG_MAX_BYTES     (8 * 1024 * 1024) /* whole encoded envelope */
 
 typedef struct msg_bin {
@@ -63,14 +63,14 @@ typedef enum msg_type {
 
 typedef struct msg {
     msg_type_t type;
-    uint64_t id;                 /* unique per sender; set by the sender's runtime */
-    uint64_t reply_to;           /* id of the request this answers, 0 otherwise */
-    char from[MSG_NAME_MAX];     /* sender actor */
-    char to[MSG_NAME_MAX];       /* receiver actor, "*" for an event */
-    uint64_t ts_ns;              /* CLOCK_REALTIME at send, ns */
-    int32_t status;              /* replies: 0 ok, else a positive errno */
-    char *status_text;           /* replies: error text or NULL (owned) */
-    void *body;                  /* msg_<sym>_t of type (owned, never NULL) */
+    uint64_t id;             /* unique per sender; set by the sender's runtime */
+    uint64_t reply_to;       /* id of the request this answers, 0 otherwise */
+    char from[MSG_NAME_MAX]; /* sender actor */
+    char to[MSG_NAME_MAX];   /* receiver actor, "*" for an event */
+    uint64_t ts_ns;          /* CLOCK_REALTIME at send, ns */
+    int32_t status;          /* replies: 0 ok, else a positive errno */
+    char *status_text;       /* replies: error text or NULL (owned) */
+    void *body;              /* msg_<sym>_t of type (owned, never NULL) */
 } msg_t;
 
 /* Wire name ("bus.ping") of a type; "?" when out of range. */
@@ -123,7 +123,16 @@ int msg_peek_ids(const void *buf, size_t len, uint64_t *id, uint64_t *reply_to);
 char *msg_to_json(const void *buf, size_t len, err_t *err);
 
 /* Field descriptors, for generic code (tests, tracer). */
-enum msg_kind { MSG_K_BOOL, MSG_K_I64, MSG_K_U64, MSG_K_STR, MSG_K_JSON, MSG_K_BIN, MSG_K_STRV, MSG_K_U64V };
+enum msg_kind {
+    MSG_K_BOOL,
+    MSG_K_I64,
+    MSG_K_U64,
+    MSG_K_STR,
+    MSG_K_JSON,
+    MSG_K_BIN,
+    MSG_K_STRV,
+    MSG_K_U64V
+};
 typedef struct msg_field {
     const char *name;
     enum msg_kind kind;

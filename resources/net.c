@@ -108,8 +108,7 @@ static res_net_if_t *if_by_index(res_net_t *n, int index)
 
 int res_net_parse_link(const struct nlmsghdr *nlh, res_net_t *n)
 {
-    if (nlh->nlmsg_type != RTM_NEWLINK ||
-        mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
+    if (nlh->nlmsg_type != RTM_NEWLINK || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifinfomsg))
         return -1;
     const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
     const struct nlattr *tb[TB_MAX] = {0};
@@ -166,8 +165,7 @@ static int addr_len_ok(int family, const struct nlattr *a)
 
 int res_net_parse_addr(const struct nlmsghdr *nlh, res_net_t *n)
 {
-    if (nlh->nlmsg_type != RTM_NEWADDR ||
-        mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifaddrmsg))
+    if (nlh->nlmsg_type != RTM_NEWADDR || mnl_nlmsg_get_payload_len(nlh) < sizeof(struct ifaddrmsg))
         return -1;
     const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
     const struct nlattr *tb[TB_MAX] = {0};
@@ -207,8 +205,7 @@ int res_net_parse_route(const struct nlmsghdr *nlh, res_net_t *n)
     unsigned table = rt->rtm_table;
     if (tb[RTA_TABLE] && mnl_attr_get_payload_len(tb[RTA_TABLE]) == 4)
         table = mnl_attr_get_u32(tb[RTA_TABLE]);
-    if (table != RT_TABLE_MAIN || rt->rtm_type != RTN_UNICAST ||
-        rt->rtm_protocol == RTPROT_KERNEL)
+    if (table != RT_TABLE_MAIN || rt->rtm_type != RTN_UNICAST || rt->rtm_protocol == RTPROT_KERNEL)
         return 0;
     if (rt->rtm_dst_len > (fam == AF_INET6 ? 128 : 32))
         return -1;
@@ -220,13 +217,14 @@ int res_net_parse_route(const struct nlmsghdr *nlh, res_net_t *n)
             return -1;
         memcpy(r.dst, mnl_attr_get_payload(tb[RTA_DST]), mnl_attr_get_payload_len(tb[RTA_DST]));
     }
-    if (fam == AF_INET6 && r.dst_len >= 8 && (r.dst[0] == 0xff || (r.dst[0] == 0xfe &&
-                                                                    (r.dst[1] & 0xc0) == 0x80)))
+    if (fam == AF_INET6 && r.dst_len >= 8 &&
+        (r.dst[0] == 0xff || (r.dst[0] == 0xfe && (r.dst[1] & 0xc0) == 0x80)))
         return 0; /* multicast, link-local */
     if (tb[RTA_GATEWAY]) {
         if (!addr_len_ok(fam, tb[RTA_GATEWAY]))
             return -1;
-        memcpy(r.gw, mnl_attr_get_payload(tb[RTA_GATEWAY]), mnl_attr_get_payload_len(tb[RTA_GATEWAY]));
+        memcpy(r.gw, mnl_attr_get_payload(tb[RTA_GATEWAY]),
+               mnl_attr_get_payload_len(tb[RTA_GATEWAY]));
         r.has_gw = true;
     }
     if (tb[RTA_PREFSRC]) {
@@ -310,8 +308,8 @@ static int scan_in_ns(void *arg, err_t *err)
     };
     for (size_t i = 0; i < sizeof steps / sizeof *steps && r == 0; i++) {
         struct parse_ctx c = {n, steps[i].fn};
-        r = res_nl_talk(nl, res_nl_dump(buf, steps[i].type, AF_UNSPEC), parse_cb, &c,
-                        steps[i].what, err);
+        r = res_nl_talk(nl, res_nl_dump(buf, steps[i].type, AF_UNSPEC), parse_cb, &c, steps[i].what,
+                        err);
     }
     res_nl_close(&nl);
     return r;
@@ -402,8 +400,8 @@ static int undo_one(res_nl_t *nl, res_net_if_t *f, err_t *err)
     if (f->tap_made) {
         /* deleting the tap removes its qdisc and filter with it */
         int idx = f->tap_index ? f->tap_index : if_index_of(f->tap);
-        if (idx > 0 && res_nl_talk(nl, res_nl_link_del(buf, idx), NULL, NULL, "delete the tap",
-                                   &e) < 0 &&
+        if (idx > 0 &&
+            res_nl_talk(nl, res_nl_link_del(buf, idx), NULL, NULL, "delete the tap", &e) < 0 &&
             e.code != ENODEV && !first)
             first = err_wrap(&e, "%s", f->tap), err_move(err, &e);
         err_clear(&e);
@@ -462,8 +460,8 @@ static int attach_one(res_nl_t *nl, res_net_t *n, res_net_if_t *f, unsigned pos,
         f->qdisc_made = true;
     }
     if ((r = fault_step(step, "add the redirect filter", err)) < 0 ||
-        (r = res_nl_talk(nl, res_nl_redirect(buf, f->index, f->tap_index, RES_NET_PRIO), NULL,
-                         NULL, "redirect the interface to the tap", err)) < 0)
+        (r = res_nl_talk(nl, res_nl_redirect(buf, f->index, f->tap_index, RES_NET_PRIO), NULL, NULL,
+                         "redirect the interface to the tap", err)) < 0)
         return r;
     f->filter_made = true;
     /* the tap is ours: its qdisc and filter go with it */
@@ -471,8 +469,8 @@ static int attach_one(res_nl_t *nl, res_net_t *n, res_net_if_t *f, unsigned pos,
         (r = res_nl_talk(nl, res_nl_qdisc_ingress(buf, RTM_NEWQDISC, f->tap_index), NULL, NULL,
                          "add the tap's ingress qdisc", err)) < 0 ||
         (r = fault_step(step, "add the tap's redirect filter", err)) < 0 ||
-        (r = res_nl_talk(nl, res_nl_redirect(buf, f->tap_index, f->index, RES_NET_PRIO), NULL,
-                         NULL, "redirect the tap to the interface", err)) < 0)
+        (r = res_nl_talk(nl, res_nl_redirect(buf, f->tap_index, f->index, RES_NET_PRIO), NULL, NULL,
+                         "redirect the tap to the interface", err)) < 0)
         return r;
     if (!f->up && (r = res_nl_talk(nl, res_nl_link_set(buf, f->index, NULL, 0, true, true), NULL,
                                    NULL, "set the interface up", err)) < 0)
@@ -571,8 +569,8 @@ static int detach(res_net_t *n, int only, err_t *err)
         return err_wrap(err, "restore network namespace %s", n->netns);
     for (unsigned i = 0; i < n->n_ifs; i++)
         if (only < 0 || (int)i == only)
-            n->ifs[i].tap_made = n->ifs[i].qdisc_made = n->ifs[i].filter_made =
-                n->ifs[i].attached = false;
+            n->ifs[i].tap_made = n->ifs[i].qdisc_made = n->ifs[i].filter_made = n->ifs[i].attached =
+                false;
     return 0;
 }
 
@@ -638,9 +636,9 @@ char *res_net_routes_json(const res_net_t *n)
                 continue;
             json_t *o = json_object();
             json_object_set_new(o, "dest",
-                                r->dst_len ? prefix_str(r->family, r->dst, r->dst_len)
-                                           : json_string(r->family == AF_INET6 ? "::/0"
-                                                                               : "0.0.0.0/0"));
+                                r->dst_len
+                                    ? prefix_str(r->family, r->dst, r->dst_len)
+                                    : json_string(r->family == AF_INET6 ? "::/0" : "0.0.0.0/0"));
             if (r->has_gw)
                 json_object_set_new(o, "gateway", ip_str(r->family, r->gw));
             if (r->has_src)

@@ -74,9 +74,9 @@ typedef struct res_net_if {
     /* attach state */
     char tap[RES_NET_IFNAMSIZ];
     int tap_index;
-    bool tap_made;     /* we created the tap */
-    bool qdisc_made;   /* we added the ingress qdisc on the interface */
-    bool filter_made;  /* our redirect interface -> tap is in place */
+    bool tap_made;    /* we created the tap */
+    bool qdisc_made;  /* we added the ingress qdisc on the interface */
+    bool filter_made; /* our redirect interface -> tap is in place */
     bool attached;
 } res_net_if_t;
 
@@ -89,7 +89,7 @@ typedef struct res_net_route {
     uint8_t src[16];
     bool has_src;
     char dev[RES_NET_IFNAMSIZ]; /* "" when the route has no device */
-    unsigned scope;     /* RT_SCOPE_UNIVERSE or RT_SCOPE_LINK */
+    unsigned scope;             /* RT_SCOPE_UNIVERSE or RT_SCOPE_LINK */
     unsigned metric;
 } res_net_route_t;
 

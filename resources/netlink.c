@@ -204,8 +204,7 @@ struct nlmsghdr *res_nl_link_del(void *buf, int ifindex)
 struct nlmsghdr *res_nl_addr(void *buf, uint16_t cmd, int family, int ifindex, const void *addr,
                              unsigned prefix, bool nodad)
 {
-    struct nlmsghdr *nlh =
-        hdr(buf, cmd, cmd == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+    struct nlmsghdr *nlh = hdr(buf, cmd, cmd == RTM_NEWADDR ? NLM_F_CREATE | NLM_F_REPLACE : 0);
     struct ifaddrmsg *a = mnl_nlmsg_put_extra_header(nlh, sizeof *a);
     a->ifa_family = (uint8_t)family;
     a->ifa_prefixlen = (uint8_t)prefix;
@@ -224,8 +223,7 @@ struct nlmsghdr *res_nl_route(void *buf, uint16_t cmd, int family, const void *d
                               unsigned dst_len, const void *gw, const void *src, int oif,
                               unsigned scope, unsigned metric)
 {
-    struct nlmsghdr *nlh =
-        hdr(buf, cmd, cmd == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0);
+    struct nlmsghdr *nlh = hdr(buf, cmd, cmd == RTM_NEWROUTE ? NLM_F_CREATE | NLM_F_REPLACE : 0);
     struct rtmsg *r = mnl_nlmsg_put_extra_header(nlh, sizeof *r);
     r->rtm_family = (uint8_t)family;
     r->rtm_dst_len = (uint8_t)dst_len;
@@ -322,8 +320,9 @@ int res_nl_mac_parse(const char *s, uint8_t mac[6])
 {
     unsigned v[6];
     char tail;
-    if (!s || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                     &tail) != 6 ||
+    if (!s ||
+        sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) !=
+            6 ||
         strlen(s) != 17)
         return -1;
     for (int i = 0; i < 6; i++)

@@ -247,9 +247,9 @@ static void handle(const struct rec *r)
     char when[32];
     strftime(when, sizeof when, "%H:%M:%S", &tm);
     if (g.json) {
-        json_t *o = json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "ts", (json_int_t)r->ts, "from", r->from,
-                              "to", r->to, "type", r->type, "id", (json_int_t)id, "re",
-                              (json_int_t)re);
+        json_t *o =
+            json_pack("{s:I,s:s,s:s,s:s,s:I,s:I}", "ts", (json_int_t)r->ts, "from", r->from, "to",
+                      r->to, "type", r->type, "id", (json_int_t)id, "re", (json_int_t)re);
         if (lat_us >= 0)
             json_object_set_new(o, "latency_us", json_real(lat_us));
         if (r->note[0])
@@ -671,7 +671,8 @@ static int next_output(void *tap, int wait_ms, struct rec *out, zmq_msg_t *env)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &now);
-        long left = wait_ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        long left =
+            wait_ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
         if (left <= 0)
             return -1;
         zmq_pollitem_t it = {tap, 0, ZMQ_POLLIN, 0};
@@ -734,7 +735,8 @@ static int replay(const char *file)
     for (size_t i = 0; i < n; i++) {
         msg_t *m = NULL;
         err_t err = ERR_INIT;
-        if (!strcmp(recs[i].type, "hv.start") && msg_decode(recs[i].env, recs[i].len, &m, &err) == 0) {
+        if (!strcmp(recs[i].type, "hv.start") &&
+            msg_decode(recs[i].env, recs[i].len, &m, &err) == 0) {
             msg_hv_start_t *b = m->body;
             snprintf(sbid, sizeof sbid, "%s", b->sandbox_id);
             snprintf(rec_dir, sizeof rec_dir, "%s", b->dir);
@@ -779,8 +781,7 @@ static int replay(const char *file)
     size_t nstubs = 0;
     for (size_t i = 0; i < n; i++) {
         const char *names[2] = {recs[i].from, recs[i].to};
-        if (replay_skip(&recs[i]) ||
-            (strcmp(recs[i].from, RT_ACTOR_NAME) && !is_input(&recs[i])))
+        if (replay_skip(&recs[i]) || (strcmp(recs[i].from, RT_ACTOR_NAME) && !is_input(&recs[i])))
             continue;
         for (int k = 0; k < 2; k++)
             if (strcmp(names[k], RT_ACTOR_NAME) && strcmp(names[k], "*"))
@@ -901,33 +902,43 @@ static int replay(const char *file)
 
 static void usage(FILE *to)
 {
-    fprintf(to, "usage:\n"
-                "  husk-trace [--root DIR] watch ID|PATH [--json] [filters] [--count N] [--seconds S]\n"
-                "  husk-trace [--root DIR] record ID|PATH FILE [--count N] [--seconds S]\n"
-                "  husk-trace [--root DIR] stats ID|PATH|FILE [--count N] [--seconds S]\n"
-                "  husk-trace [--root DIR] inject ID|PATH RULES|--list|--clear\n"
-                "  husk-trace show FILE [--json] [filters]\n"
-                "  husk-trace replay FILE   re-drive the runtime handler, report divergence\n"
-                "filters: --actor NAME --type GLOB --container ID\n"
-                "fault rules: see docs/faults.md\n");
+    fprintf(to,
+            "usage:\n"
+            "  husk-trace [--root DIR] watch ID|PATH [--json] [filters] [--count N] [--seconds S]\n"
+            "  husk-trace [--root DIR] record ID|PATH FILE [--count N] [--seconds S]\n"
+            "  husk-trace [--root DIR] stats ID|PATH|FILE [--count N] [--seconds S]\n"
+            "  husk-trace [--root DIR] inject ID|PATH RULES|--list|--clear\n"
+            "  husk-trace show FILE [--json] [filters]\n"
+            "  husk-trace replay FILE   re-drive the runtime handler, report divergence\n"
+            "filters: --actor NAME --type GLOB --container ID\n"
+            "fault rules: see docs/faults.md\n");
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"root", required_argument, 0, 'r'},    {"json", no_argument, 0, 'j'},
-        {"actor", required_argument, 0, 'a'},   {"type", required_argument, 0, 't'},
-        {"container", required_argument, 0, 'c'}, {"count", required_argument, 0, 'n'},
-        {"seconds", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"root", required_argument, 0, 'r'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {"actor", required_argument, 0, 'a'},
+                                         {"type", required_argument, 0, 't'},
+                                         {"container", required_argument, 0, 'c'},
+                                         {"count", required_argument, 0, 'n'},
+                                         {"seconds", required_argument, 0, 's'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     /* options may follow the command: permute, but keep inject's rules */
     int o;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (o) {
-        case 'r': g.root = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'r':
+            g.root = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind >= argc) {
@@ -950,15 +961,33 @@ int main(int argc, char **argv)
             continue;
         }
         switch (o) {
-        case 'r': g.root = optarg; break;
-        case 'j': g.json = true; break;
-        case 'a': g.actor = optarg; break;
-        case 't': g.type_glob = optarg; break;
-        case 'c': g.container = optarg; break;
-        case 'n': g.count = atol(optarg); break;
-        case 's': g.seconds = atof(optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'r':
+            g.root = optarg;
+            break;
+        case 'j':
+            g.json = true;
+            break;
+        case 'a':
+            g.actor = optarg;
+            break;
+        case 't':
+            g.type_glob = optarg;
+            break;
+        case 'c':
+            g.container = optarg;
+            break;
+        case 'n':
+            g.count = atol(optarg);
+            break;
+        case 's':
+            g.seconds = atof(optarg);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     log_setup(2, LOG_FMT_LOGFMT, getenv("HUSK_TRACE_DEBUG") ? LOG_DEBUG : LOG_ERROR);

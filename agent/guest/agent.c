@@ -31,13 +31,13 @@
 #include "messages/msg.h"
 #include "oci/spec.h"
 
-#define READ_BUDGET      (256 * 1024)
-#define DRAIN_MS         500
-#define MAX_CONTAINERS   256
-#define MAX_PROCS        1024 /* per container */
-#define MAX_STORAGES     64
-#define CREDIT_CAP       (64ull * 1024 * 1024)
-#define RECONNECT_MS     20
+#define READ_BUDGET       (256 * 1024)
+#define DRAIN_MS          500
+#define MAX_CONTAINERS    256
+#define MAX_PROCS         1024 /* per container */
+#define MAX_STORAGES      64
+#define CREDIT_CAP        (64ull * 1024 * 1024)
+#define RECONNECT_MS      20
 #define REMOVE_DEFAULT_MS 10000
 
 struct agent;
@@ -867,8 +867,10 @@ static int mount_storages(struct agent *ag, const char *json, err_t *err)
             goto out;
         }
         if (!agent_path_valid(mp) || !strcmp(mp, "/")) {
-            rc = err_make(err, EINVAL, "storages[%zu].mount_point: '%.200s' must be absolute, "
-                          "not /, without . or ..", i, mp);
+            rc = err_make(err, EINVAL,
+                          "storages[%zu].mount_point: '%.200s' must be absolute, "
+                          "not /, without . or ..",
+                          i, mp);
             goto out;
         }
         char data[1024] = "";
@@ -1348,8 +1350,7 @@ static void h_output_ack(struct agent *ag, const msg_t *req)
 {
     const msg_agent_output_ack_t *b = req->body;
     if (!agent_id_valid(b->container_id, false) || !agent_id_valid(b->exec_id, true) ||
-        (b->stream != 1 && b->stream != 2))
-    {
+        (b->stream != 1 && b->stream != 2)) {
         log_warn("agent.output_ack: invalid ids or stream, ignored");
         return;
     }
@@ -1452,7 +1453,8 @@ static void h_update_container(struct agent *ag, const msg_t *req)
     if (!c)
         return;
     /* parse linux.resources through the spec parser (same checks as create) */
-    const char *pre = "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"/\"},\"linux\":{\"resources\":";
+    const char *pre =
+        "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"/\"},\"linux\":{\"resources\":";
     _cleanup_free_ char *doc = NULL;
     if (asprintf(&doc, "%s%s}}", pre, b->resources ? b->resources : "null") < 0)
         abort();
@@ -1663,7 +1665,8 @@ static void h_network(struct agent *ag, const msg_t *req)
         rc = agent_net_update_interface(json, &out, &err);
         if (rc == -EAGAIN) {
             struct net_retry *r = calloc(1, sizeof *r);
-            if (r && (r->json = strdup(json)) && (r->timer = evtimer_new(ag->base, on_net_retry, r))) {
+            if (r && (r->json = strdup(json)) &&
+                (r->timer = evtimer_new(ag->base, on_net_retry, r))) {
                 r->ag = ag;
                 r->id = req->id;
                 r->left = 200;
@@ -1918,8 +1921,8 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
                 char path[4200], data[1024];
                 snprintf(path, sizeof path, "%s/memory.events", c->cgroup);
                 bool f = false;
-                uint64_t k = read_file(path, data, sizeof data) > 0 ? kv_get(data, "oom_kill", &f)
-                                                                    : 0;
+                uint64_t k =
+                    read_file(path, data, sizeof data) > 0 ? kv_get(data, "oom_kill", &f) : 0;
                 if (k > c->oom_kills) {
                     c->oom_kills = k;
                     msg_t *m = msg_new(MSG_AGENT_OOM);

@@ -31,8 +31,8 @@
 #include "agent/frame.h"
 #include "common/err.h"
 
-#define AGENT_VERSION_STR   HUSK_VERSION
-#define AGENT_STDIN_MAX     (1024 * 1024) /* queued stdin bytes per process */
+#define AGENT_VERSION_STR HUSK_VERSION
+#define AGENT_STDIN_MAX   (1024 * 1024) /* queued stdin bytes per process */
 
 typedef struct agent_opts {
     int channel_fd;          /* the agent channel, non-blocking; owned by the agent */

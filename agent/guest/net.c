@@ -228,13 +228,13 @@ int agent_net_update_interface(const char *json, char **out, err_t *err)
                                  NULL, NULL, "move a link aside", err)) < 0)
                 goto out;
         }
-        if ((r = res_nl_talk(nl, res_nl_link_set(buf, f.index, name, 0, false, false), NULL,
-                             NULL, "rename the link", err)) < 0)
+        if ((r = res_nl_talk(nl, res_nl_link_set(buf, f.index, name, 0, false, false), NULL, NULL,
+                             "rename the link", err)) < 0)
             goto out;
     }
-    if (mtu && (r = res_nl_talk(nl, res_nl_link_set(buf, f.index, NULL, (unsigned)mtu, false,
-                                                    false),
-                                NULL, NULL, "set the MTU", err)) < 0)
+    if (mtu &&
+        (r = res_nl_talk(nl, res_nl_link_set(buf, f.index, NULL, (unsigned)mtu, false, false), NULL,
+                         NULL, "set the MTU", err)) < 0)
         goto out;
     /* the addresses are exactly the given ones */
     static struct addr_list have;
@@ -248,14 +248,16 @@ int agent_net_update_interface(const char *json, char **out, err_t *err)
         for (size_t k = 0; k < na && !keep; k++)
             keep = want[k].family == have.v[i].family && want[k].len == have.v[i].len &&
                    !memcmp(want[k].a, have.v[i].a, have.v[i].family == AF_INET6 ? 16 : 4);
-        if (!keep && (r = res_nl_talk(nl, res_nl_addr(buf, RTM_DELADDR, have.v[i].family, f.index,
-                                                      have.v[i].a, have.v[i].len, false),
+        if (!keep && (r = res_nl_talk(nl,
+                                      res_nl_addr(buf, RTM_DELADDR, have.v[i].family, f.index,
+                                                  have.v[i].a, have.v[i].len, false),
                                       NULL, NULL, "remove an old address", err)) < 0)
             goto out;
     }
     for (size_t i = 0; i < na; i++)
-        if ((r = res_nl_talk(nl, res_nl_addr(buf, RTM_NEWADDR, want[i].family, f.index, want[i].a,
-                                             want[i].len, true),
+        if ((r = res_nl_talk(nl,
+                             res_nl_addr(buf, RTM_NEWADDR, want[i].family, f.index, want[i].a,
+                                         want[i].len, true),
                              NULL, NULL, "add an address", err)) < 0) {
             err_wrap(err, "%s", json_string_value(json_array_get(addrs, i)));
             goto out;
@@ -328,9 +330,9 @@ int agent_net_update_routes(const char *json, err_t *err)
             r = oif;
             break;
         }
-        r = res_nl_talk(nl, res_nl_route(buf, RTM_NEWROUTE, fam, dst, dlen, gws ? gw : NULL,
-                                         srcs ? src : NULL, oif, (unsigned)scope,
-                                         (unsigned)metric),
+        r = res_nl_talk(nl,
+                        res_nl_route(buf, RTM_NEWROUTE, fam, dst, dlen, gws ? gw : NULL,
+                                     srcs ? src : NULL, oif, (unsigned)scope, (unsigned)metric),
                         NULL, NULL, "add a route", err);
         if (r < 0)
             err_wrap(err, "route %s%s%s", dest, gws ? " via " : "", gws ? gws : "");
@@ -368,10 +370,11 @@ int agent_net_add_neighbors(const char *json, err_t *err)
             r = idx;
             break;
         }
-        r = res_nl_talk(nl, res_nl_neigh(buf, fam, idx, ip, mac,
-                                         state > 0 && state <= 0xffff ? (uint16_t)state
-                                                                      : NUD_PERMANENT),
-                        NULL, NULL, "add a neighbour", err);
+        r = res_nl_talk(
+            nl,
+            res_nl_neigh(buf, fam, idx, ip, mac,
+                         state > 0 && state <= 0xffff ? (uint16_t)state : NUD_PERMANENT),
+            NULL, NULL, "add a neighbour", err);
     }
     res_nl_close(&nl);
     json_decref(j);
@@ -418,8 +421,8 @@ int agent_net_lo_up(err_t *err)
     char buf[RES_NL_BUF];
     int r = res_nl_open(&nl, err);
     if (r == 0)
-        r = res_nl_talk(nl, res_nl_link_set(buf, idx, NULL, 0, true, true), NULL, NULL,
-                        "set lo up", err);
+        r = res_nl_talk(nl, res_nl_link_set(buf, idx, NULL, 0, true, true), NULL, NULL, "set lo up",
+                        err);
     res_nl_close(&nl);
     return r;
 }

@@ -172,8 +172,8 @@ static inline int aclient_start(aclient_t *c, const actor_opts_t *bus, const cha
     c->handlers[4] = (actor_handler_t){MSG_NONE, NULL};
     c->subs[0] = "agent.";
     c->subs[1] = NULL;
-    c->def = (actor_def_t){.name = c->name, .handlers = c->handlers, .subscribe = c->subs,
-                           .init = aclient_init};
+    c->def = (actor_def_t){
+        .name = c->name, .handlers = c->handlers, .subscribe = c->subs, .init = aclient_init};
     return actor_start(&c->def, c, bus, &c->actor, err);
 }
 
@@ -213,7 +213,7 @@ static inline void aclient_post(aclient_t *c, struct aclient_job *j)
 /* Sends req (taken) to `to` with a deadline of timeout_ms; returns the job
  * to finish with aclient_finish(). */
 static inline struct aclient_job *aclient_begin(aclient_t *c, const char *to, msg_t *req,
-                                               int timeout_ms)
+                                                int timeout_ms)
 {
     struct aclient_job *j = calloc(1, sizeof *j);
     j->c = c;
@@ -262,8 +262,8 @@ static inline void aclient_send(aclient_t *c, const char *to, msg_t *m)
 /* Waits for an event of type t (any when MSG_NONE) that matches pred (may
  * be NULL), removes it from the list and returns it (caller owns it). */
 static inline msg_t *aclient_wait_event(aclient_t *c, msg_type_t t,
-                                        bool (*pred)(const msg_t *, const void *),
-                                        const void *arg, int timeout_ms)
+                                        bool (*pred)(const msg_t *, const void *), const void *arg,
+                                        int timeout_ms)
 {
     struct timespec dl;
     aclient_deadline(&dl, timeout_ms);
@@ -272,8 +272,8 @@ static inline msg_t *aclient_wait_event(aclient_t *c, msg_type_t t,
         for (int i = 0; i < c->nevents; i++) {
             msg_t *m = c->events[i];
             if ((t == MSG_NONE || m->type == t) && (!pred || pred(m, arg))) {
-                memmove(&c->events[i], &c->events[i + 1], (size_t)(c->nevents - i - 1) *
-                                                              sizeof(msg_t *));
+                memmove(&c->events[i], &c->events[i + 1],
+                        (size_t)(c->nevents - i - 1) * sizeof(msg_t *));
                 c->nevents--;
                 pthread_mutex_unlock(&c->mu);
                 return m;
@@ -312,8 +312,8 @@ static inline size_t aclient_output(aclient_t *c, const char *cid, const char *e
 }
 
 /* Waits until (cid, eid, stream) reached EOF; returns its output length. */
-static inline size_t aclient_wait_output(aclient_t *c, const char *cid, const char *eid,
-                                         int stream, char *buf, size_t cap, int timeout_ms)
+static inline size_t aclient_wait_output(aclient_t *c, const char *cid, const char *eid, int stream,
+                                         char *buf, size_t cap, int timeout_ms)
 {
     struct timespec dl;
     aclient_deadline(&dl, timeout_ms);

@@ -132,8 +132,8 @@ static msg_t *simple(msg_type_t t, const char *cid)
     return call(m, 30000);
 }
 
-static msg_t *exec_proc(const char *cid, const char *eid, const char *args_json, bool in,
-                        bool tty, uint64_t window)
+static msg_t *exec_proc(const char *cid, const char *eid, const char *args_json, bool in, bool tty,
+                        uint64_t window)
 {
     msg_t *m = msg_new(MSG_AGENT_EXEC_PROCESS);
     msg_agent_exec_process_t *b = m->body;
@@ -236,8 +236,7 @@ static void run_local(void)
     aclient_wait_output(&C, "c1", "", 2, out, sizeof out, 10000);
     CHECK("stderr collected separately", !strcmp(out, "oops\n"), "got '%s'", out);
     r = wait_proc("c1", "", 10000);
-    CHECK("wait_process c1 -> 0", exit_of(r) == 0, "%s status %lld", txt(r),
-          (long long)exit_of(r));
+    CHECK("wait_process c1 -> 0", exit_of(r) == 0, "%s status %lld", txt(r), (long long)exit_of(r));
     msg_destroy(&r);
     r = aclient_wait_event(&C, MSG_AGENT_EXITED, is_exited, "c1", 5000);
     CHECK("agent.exited event for c1", r != NULL, "none");
@@ -299,12 +298,12 @@ static void run_local(void)
     CHECK("exec sleep", r && r->status == 0, "%s", txt(r));
     msg_destroy(&r);
     struct aclient_job *wj = aclient_begin(&C, "agent", ({
-                                               msg_t *w = msg_new(MSG_AGENT_WAIT_PROCESS);
-                                               msg_agent_wait_process_t *wb = w->body;
-                                               msg_set_str(&wb->container_id, "c2");
-                                               msg_set_str(&wb->exec_id, "sl");
-                                               w;
-                                           }),
+        msg_t *w = msg_new(MSG_AGENT_WAIT_PROCESS);
+        msg_agent_wait_process_t *wb = w->body;
+        msg_set_str(&wb->container_id, "c2");
+        msg_set_str(&wb->exec_id, "sl");
+        w;
+    }),
                                            20000);
     usleep(100000);
     r = signal_proc("c2", "sl", SIGKILL, false);
@@ -483,8 +482,8 @@ static void run_qemu(const char *tag, int timeout_ms, double t_start)
     msg_destroy(&r);
     char out[4096];
     aclient_wait_output(&C, "vm1", "", 1, out, sizeof out, 30000);
-    CHECK("echo in a container in the VM", strstr(out, "hello from the guest\n") == out,
-          "got '%s'", out);
+    CHECK("echo in a container in the VM", strstr(out, "hello from the guest\n") == out, "got '%s'",
+          out);
     r = wait_proc("vm1", "", 30000);
     CHECK("exit status 0", exit_of(r) == 0, "%s", txt(r));
     msg_destroy(&r);
@@ -582,8 +581,8 @@ int main(int argc, char **argv)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (dup2(sv[1], 3) < 0)
                 _exit(127);
-            execl(agent, "husk-agent", "--channel-fd", "3", "--root", state, "--log-level",
-                  level, (char *)NULL);
+            execl(agent, "husk-agent", "--channel-fd", "3", "--root", state, "--log-level", level,
+                  (char *)NULL);
             _exit(127);
         }
         close(sv[1]);

@@ -40,8 +40,8 @@ int main(int argc, char **argv)
     }
     char name[4096], cbuf[CMSG_SPACE(sizeof(int) * 4)];
     struct iovec iov = {name, sizeof name - 1};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof cbuf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
     ssize_t n = recvmsg(c, &mh, 0);
     if (n < 0) {
         perror("recvmsg");

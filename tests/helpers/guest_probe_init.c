@@ -33,8 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOAD_ORDER "/lib/modules/load-order"
-#define PORT_NAME "agent.0"
+#define LOAD_ORDER   "/lib/modules/load-order"
+#define PORT_NAME    "agent.0"
 #define PORT_WAIT_MS 10000
 
 static int console_fd = -1;
@@ -279,8 +279,9 @@ int main(void)
         uptime[strcspn(uptime, " ")] = '\0';
 
     char line[512];
-    snprintf(line, sizeof line, "GUEST-READY uptime=%s modules=%d modload_ms=%.0f port=%s share=%s\n",
-             uptime, nmod, modload, dev, tag);
+    snprintf(line, sizeof line,
+             "GUEST-READY uptime=%s modules=%d modload_ms=%.0f port=%s share=%s\n", uptime, nmod,
+             modload, dev, tag);
     con("%s", line);
     port_write(port, "%s", line);
     if (early) {

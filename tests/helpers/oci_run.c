@@ -23,7 +23,6 @@
 
 #include "agent/guest/container.h"
 
-
 static int die(err_t *err, const char *what)
 {
     fprintf(stderr, "oci_run: %s%s%s\n", what ? what : "", what ? ": " : "", err_str(err));

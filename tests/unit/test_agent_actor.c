@@ -39,8 +39,8 @@ static int fx_setup_opts(void **state, int req_timeout_ms, bool auto_ack)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     f->g = sv[1];
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
-    agent_actor_opts_t o = {.fd = sv[0], .request_timeout_ms = req_timeout_ms,
-                            .auto_ack = auto_ack};
+    agent_actor_opts_t o = {
+        .fd = sv[0], .request_timeout_ms = req_timeout_ms, .auto_ack = auto_ack};
     if (agent_actor_start(&ao, &o, &f->agent, &err) < 0)
         fail_msg("agent_actor_start: %s", err_str(&err));
     if (aclient_start(&f->client, &ao, "client", "agent", false, &err) < 0)
@@ -469,8 +469,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_output_without_credit_disconnects,
                                         fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_agent_actor_output_beyond_credit_disconnects,
-                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_output_beyond_credit_disconnects, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_garbage_frame_disconnects, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_4gib_length_disconnects, fx_setup,

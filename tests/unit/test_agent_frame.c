@@ -292,9 +292,8 @@ static void test_frame_envelope_roundtrip_every_split(void **s)
         agent_frame_reader_t *r = agent_frame_reader_new(0);
         int frames = 0;
         assert_int_equal(agent_frame_feed(r, buf, (size_t)cut, decode_cb, &frames, &err), 0);
-        assert_int_equal(agent_frame_feed(r, buf + cut, (size_t)(n - cut), decode_cb, &frames,
-                                          &err),
-                         0);
+        assert_int_equal(
+            agent_frame_feed(r, buf + cut, (size_t)(n - cut), decode_cb, &frames, &err), 0);
         assert_int_equal(frames, 1);
         agent_frame_reader_destroy(&r);
     }

@@ -24,8 +24,8 @@
 struct echo_state {
     pthread_mutex_t mu;
     int seen;
-    int hold;        /* take requests and never answer */
-    int block_ms;    /* block the loop this long on the first request */
+    int hold;     /* take requests and never answer */
+    int block_ms; /* block the loop this long on the first request */
     msg_t *held[64];
     int nheld;
 };
@@ -349,7 +349,8 @@ static void on_fault_state(actor_t *a, msg_t **reply, void *arg)
     pthread_mutex_lock(&p->mu);
     p->status = (*reply)->status;
     snprintf(p->text, sizeof p->text, "%s",
-             st && st->rules.n ? st->rules.v[0] : ((*reply)->status_text ? (*reply)->status_text : ""));
+             st && st->rules.n ? st->rules.v[0]
+                               : ((*reply)->status_text ? (*reply)->status_text : ""));
     p->count = st && st->hits.n ? (int)st->hits.v[0] : -1;
     pthread_mutex_unlock(&p->mu);
     probe_finish(p);

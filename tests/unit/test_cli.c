@@ -98,8 +98,7 @@ static void test_cli_parse_run_flags(void **s)
 {
     cli_opts_t o;
     err_t err = ERR_INIT;
-    assert_int_equal(parse(&o, NULL, &err, "run", "-d", "--keep", "--no-subreaper", "c1", NULL),
-                     0);
+    assert_int_equal(parse(&o, NULL, &err, "run", "-d", "--keep", "--no-subreaper", "c1", NULL), 0);
     assert_int_equal(o.cmd, CLI_CMD_RUN);
     assert_true(o.detach && o.keep && o.no_subreaper);
     cli_opts_free(&o);
@@ -143,8 +142,8 @@ static void test_cli_parse_exec_flags_stop_at_command(void **s)
     cli_opts_t o;
     err_t err = ERR_INIT;
     assert_int_equal(parse(&o, NULL, &err, "exec", "-t", "--detach", "-e", "A=1", "--env", "B=2",
-                           "--cwd", "/w", "-u", "1000:1000", "-g", "10", "--additional-gids",
-                           "20", "--cap", "CAP_KILL", "-c", "CAP_CHOWN", "--no-new-privs",
+                           "--cwd", "/w", "-u", "1000:1000", "-g", "10", "--additional-gids", "20",
+                           "--cap", "CAP_KILL", "-c", "CAP_CHOWN", "--no-new-privs",
                            "--ignore-paused", "--pid-file", "/p", "--console-socket", "/s",
                            "--preserve-fds", "1", "c1", "sh", "-c", "echo -d", NULL),
                      0);
@@ -176,8 +175,7 @@ static void test_cli_parse_events_update_spec(void **s)
 {
     cli_opts_t o;
     err_t err = ERR_INIT;
-    assert_int_equal(parse(&o, NULL, &err, "events", "--stats", "--interval", "2s", "c1", NULL),
-                     0);
+    assert_int_equal(parse(&o, NULL, &err, "events", "--stats", "--interval", "2s", "c1", NULL), 0);
     assert_true(o.stats);
     assert_string_equal(o.interval, "2s");
     cli_opts_free(&o);
@@ -361,8 +359,8 @@ static void test_cli_update_flags_to_resources(void **s)
     err_t err = ERR_INIT;
     assert_int_equal(parse(&o, NULL, &err, "update", "--memory", "64m", "--memory-swap", "-1",
                            "--cpu-quota", "-1", "--cpu-period", "100000", "--cpu-share", "512",
-                           "--cpuset-cpus", "0-1", "--pids-limit", "100", "--blkio-weight",
-                           "300", "c1", NULL),
+                           "--cpuset-cpus", "0-1", "--pids-limit", "100", "--blkio-weight", "300",
+                           "c1", NULL),
                      0);
     char *j = NULL;
     assert_int_equal(cli_update_resources_json(&o, &j, &err), 0);
@@ -464,18 +462,20 @@ static void test_cli_list_table_as_tabwriter(void **s)
                           .created_ns = ts("2026-11-22T14:06:29.100000000Z"),
                           .owner = "root"}};
     char *out = cli_format_list_table(st, 1);
-    assert_string_equal(out, "ID          PID         STATUS      BUNDLE           CREATED          "
-                             "                OWNER\n"
-                             "c1          895         created     /tmp/rt/bundle   "
-                             "2026-11-22T14:06:28.669095994Z   root\n");
+    assert_string_equal(out,
+                        "ID          PID         STATUS      BUNDLE           CREATED          "
+                        "                OWNER\n"
+                        "c1          895         created     /tmp/rt/bundle   "
+                        "2026-11-22T14:06:28.669095994Z   root\n");
     free(out);
     out = cli_format_list_table(st, 2);
-    assert_string_equal(out, "ID                 PID         STATUS      BUNDLE           CREATED   "
-                             "                       OWNER\n"
-                             "c1                 895         created     /tmp/rt/bundle   "
-                             "2026-11-22T14:06:28.669095994Z   root\n"
-                             "a-much-longer-id   0           stopped     /b               "
-                             "2026-11-22T14:06:29.1Z           root\n");
+    assert_string_equal(out,
+                        "ID                 PID         STATUS      BUNDLE           CREATED   "
+                        "                       OWNER\n"
+                        "c1                 895         created     /tmp/rt/bundle   "
+                        "2026-11-22T14:06:28.669095994Z   root\n"
+                        "a-much-longer-id   0           stopped     /b               "
+                        "2026-11-22T14:06:29.1Z           root\n");
     free(out);
     out = cli_format_list_table(NULL, 0);
     assert_string_equal(out, "ID          PID         STATUS      BUNDLE      CREATED     OWNER\n");
@@ -487,8 +487,12 @@ static void test_cli_list_json_and_quiet(void **s)
     char *out = cli_format_list_json(NULL, 0);
     assert_string_equal(out, "null\n");
     free(out);
-    cli_state_t st[2] = {{.id = "c1", .pid = 1, .status = "running", .bundle = "/b",
-                          .rootfs = "/b/rootfs", .owner = "root"},
+    cli_state_t st[2] = {{.id = "c1",
+                          .pid = 1,
+                          .status = "running",
+                          .bundle = "/b",
+                          .rootfs = "/b/rootfs",
+                          .owner = "root"},
                          {.id = "c2", .status = "stopped", .owner = "root"}};
     out = cli_format_list_json(st, 2);
     assert_string_equal(out, "[{\"ociVersion\":\"1.0.2-dev\",\"id\":\"c1\",\"pid\":1,\"status\":"
@@ -532,8 +536,9 @@ static void test_cli_version_lines(void **s)
 static void test_cli_spec_matches_runc(void **s)
 {
     char *out = cli_format_spec(false, 0, 0);
-    assert_int_equal(strncmp(out, "{\n\t\"ociVersion\": \"1.0.2-dev\",\n\t\"process\": {\n\t\t"
-                                  "\"terminal\": true,",
+    assert_int_equal(strncmp(out,
+                             "{\n\t\"ociVersion\": \"1.0.2-dev\",\n\t\"process\": {\n\t\t"
+                             "\"terminal\": true,",
                              strlen("{\n\t\"ociVersion\": \"1.0.2-dev\",\n\t\"process\": {\n\t\t"
                                     "\"terminal\": true,")),
                      0);
@@ -565,10 +570,9 @@ static void test_cli_spec_matches_runc(void **s)
     assert_non_null(j);
     l = json_object_get(j, "linux");
     assert_null(json_object_get(l, "resources"));
-    assert_int_equal(
-        json_integer_value(json_object_get(json_array_get(json_object_get(l, "uidMappings"), 0),
-                                           "hostID")),
-        1000);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_array_get(json_object_get(l, "uidMappings"), 0), "hostID")),
+                     1000);
     json_t *ns = json_object_get(l, "namespaces");
     assert_string_equal(json_string_value(json_object_get(json_array_get(ns, 4), "type")), "user");
     assert_non_null(strstr(out, "\"destination\": \"/sys\",\n\t\t\t\"type\": \"none\""));
@@ -583,14 +587,15 @@ static void test_cli_features_and_events(void **s)
     json_t *j = json_loads(out, 0, NULL);
     assert_non_null(j);
     assert_string_equal(json_string_value(json_object_get(j, "ociVersionMax")), "1.0.2-dev");
-    assert_true(json_is_true(json_object_get(
-        json_object_get(json_object_get(j, "linux"), "seccomp"), "enabled")));
+    assert_true(json_is_true(
+        json_object_get(json_object_get(json_object_get(j, "linux"), "seccomp"), "enabled")));
     assert_non_null(strstr(out, "\n    \"ociVersionMin\": \"1.0.0\",\n"));
     assert_int_equal(out[strlen(out) - 1], '\n');
     json_decref(j);
     free(out);
     out = cli_format_event("stats", "c1", "{\"pids\":{\"current\":3}}");
-    assert_string_equal(out, "{\"type\":\"stats\",\"id\":\"c1\",\"data\":{\"pids\":{\"current\":3}}}\n");
+    assert_string_equal(out,
+                        "{\"type\":\"stats\",\"id\":\"c1\",\"data\":{\"pids\":{\"current\":3}}}\n");
     free(out);
     out = cli_format_event("oom", "c1", NULL);
     assert_string_equal(out, "{\"type\":\"oom\",\"id\":\"c1\"}\n");
@@ -603,12 +608,12 @@ static void test_cli_error_lines_text_and_json(void **s)
     /* 2026-11-22T14:06:35Z */
     int64_t now = ts("2026-11-22T14:06:35.000000000Z") / 1000000000LL;
     char *out = cli_format_error_line(false, "error", "container does not exist", now, 0);
-    assert_string_equal(out,
-                        "time=\"2026-11-22T14:06:35Z\" level=error msg=\"container does not exist\"\n");
+    assert_string_equal(
+        out, "time=\"2026-11-22T14:06:35Z\" level=error msg=\"container does not exist\"\n");
     free(out);
     out = cli_format_error_line(true, "error", "container does not exist", now, 0);
-    assert_string_equal(
-        out, "{\"level\":\"error\",\"msg\":\"container does not exist\",\"time\":\"2026-11-22T14:06:35Z\"}\n");
+    assert_string_equal(out, "{\"level\":\"error\",\"msg\":\"container does not "
+                             "exist\",\"time\":\"2026-11-22T14:06:35Z\"}\n");
     free(out);
     out = cli_format_error_line(false, "error", "plain", now, 3600);
     assert_string_equal(out, "time=\"2026-11-22T15:06:35+01:00\" level=error msg=plain\n");
@@ -633,9 +638,10 @@ static void test_cli_proxy_argv(void **s)
                        .rows = 24,
                        .cols = 80};
     char **v = proxy_argv(&po);
-    const char *want[] = {"--endpoint", "ipc:///r/s/bus.sock", "--id", "c1", "--exec-id", "e1",
-                          "--sync-fd", "3", "--terminal", "--console-socket", "/tmp/s",
-                          "--console-size", "24x80", NULL};
+    const char *want[] = {
+        "--endpoint", "ipc:///r/s/bus.sock", "--id",  "c1",         "--exec-id",
+        "e1",         "--sync-fd",           "3",     "--terminal", "--console-socket",
+        "/tmp/s",     "--console-size",      "24x80", NULL};
     for (size_t i = 0; want[i]; i++)
         assert_string_equal(v[i], want[i]);
     assert_null(v[13]);

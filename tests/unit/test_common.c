@@ -72,7 +72,8 @@ static void test_log_logfmt_fields_and_quoting(void **s)
     char *out = capture(LOG_FMT_LOGFMT, emit);
     assert_non_null(strstr(out, "level=info component=husk.runtime sandbox=p1 container=c1 "
                                 "msg=\"hello \\\"world\\\" a=b\"\n"));
-    assert_non_null(strstr(out, "level=debug component=husk.runtime sandbox=p1 container=c1 msg=plain\n"));
+    assert_non_null(
+        strstr(out, "level=debug component=husk.runtime sandbox=p1 container=c1 msg=plain\n"));
     assert_non_null(strstr(out, "level=error component=husk.runtime sandbox=p1 container=c1 "
                                 "msg=\"open /etc/x: Permission denied\""));
     assert_non_null(strstr(out, "level=warning component=husk msg=\"no ids\""));
@@ -82,8 +83,9 @@ static void test_log_logfmt_fields_and_quoting(void **s)
 static void test_log_json_lines(void **s)
 {
     char *out = capture(LOG_FMT_JSON, emit);
-    assert_non_null(strstr(out, "\"level\":\"info\",\"component\":\"husk.runtime\",\"sandbox\":"
-                                "\"p1\",\"container\":\"c1\",\"msg\":\"hello \\\"world\\\" a=b\"}\n"));
+    assert_non_null(strstr(out,
+                           "\"level\":\"info\",\"component\":\"husk.runtime\",\"sandbox\":"
+                           "\"p1\",\"container\":\"c1\",\"msg\":\"hello \\\"world\\\" a=b\"}\n"));
     assert_non_null(strstr(out, "{\"time\":\"20"));
 }
 
@@ -115,8 +117,12 @@ static void test_faults_grammar_accepts_and_canonicalizes(void **s)
 {
     faults_t *f = faults_new();
     err_t err = ERR_INIT;
-    assert_int_equal(faults_add(f, "delay:200 type=agent.* count=3; drop to=hypervisor prob=0.5 seed=4;"
-                                   " duplicate:2,from=runtime ; corrupt", &err), 0);
+    assert_int_equal(
+        faults_add(f,
+                   "delay:200 type=agent.* count=3; drop to=hypervisor prob=0.5 seed=4;"
+                   " duplicate:2,from=runtime ; corrupt",
+                   &err),
+        0);
     assert_int_equal(faults_count(f), 4);
     assert_string_equal(faults_rule_text(f, 0), "delay:200 type=agent.* from=* to=* count=3");
     assert_string_equal(faults_rule_text(f, 1), "drop type=* from=* to=hypervisor prob=0.5");

@@ -36,14 +36,22 @@ static void fill_random(msg_type_t type, void *body)
         void *p = (char *)body + f->offset;
         char buf[256];
         switch (f->kind) {
-        case MSG_K_BOOL: *(bool *)p = rnd() & 1; break;
-        case MSG_K_I64: *(int64_t *)p = (int64_t)(((uint64_t)rnd() << 40) ^ rnd()) ^ -(int64_t)(rnd() & 1); break;
-        case MSG_K_U64: *(uint64_t *)p = ((uint64_t)rnd() << 40) ^ rnd(); break;
+        case MSG_K_BOOL:
+            *(bool *)p = rnd() & 1;
+            break;
+        case MSG_K_I64:
+            *(int64_t *)p = (int64_t)(((uint64_t)rnd() << 40) ^ rnd()) ^ -(int64_t)(rnd() & 1);
+            break;
+        case MSG_K_U64:
+            *(uint64_t *)p = ((uint64_t)rnd() << 40) ^ rnd();
+            break;
         case MSG_K_STR:
             rand_str(buf, f->max < 200 ? f->max : 200);
             msg_set_str(p, buf);
             break;
-        case MSG_K_JSON: msg_set_str(p, "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}"); break;
+        case MSG_K_JSON:
+            msg_set_str(p, "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}");
+            break;
         case MSG_K_BIN: {
             size_t n = rnd() % (f->max < 300 ? f->max + 1 : 300);
             uint8_t data[300];
@@ -75,9 +83,15 @@ static void assert_bodies_equal(msg_type_t type, const void *a, const void *b)
     for (const msg_field_t *f = msg_fields(type, NULL); f->name; f++) {
         const void *pa = (const char *)a + f->offset, *pb = (const char *)b + f->offset;
         switch (f->kind) {
-        case MSG_K_BOOL: assert_int_equal(*(const bool *)pa, *(const bool *)pb); break;
-        case MSG_K_I64: assert_true(*(const int64_t *)pa == *(const int64_t *)pb); break;
-        case MSG_K_U64: assert_true(*(const uint64_t *)pa == *(const uint64_t *)pb); break;
+        case MSG_K_BOOL:
+            assert_int_equal(*(const bool *)pa, *(const bool *)pb);
+            break;
+        case MSG_K_I64:
+            assert_true(*(const int64_t *)pa == *(const int64_t *)pb);
+            break;
+        case MSG_K_U64:
+            assert_true(*(const uint64_t *)pa == *(const uint64_t *)pb);
+            break;
         case MSG_K_STR:
         case MSG_K_JSON: {
             const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
@@ -401,20 +415,20 @@ static void test_msg_decode_envelope_errors_are_named(void **s)
     msg_destroy(&m);
     /* duplicate field */
     const uint8_t dup[] = {0x82, 0xa5, 'c', 'o', 'u', 'n', 't', 0x01,
-                           0xa5, 'c', 'o', 'u', 'n', 't', 0x02};
+                           0xa5, 'c',  'o', 'u', 'n', 't', 0x02};
     n = envelope_with_body(buf, sizeof buf, "test.all", dup, sizeof dup);
     expect_error(buf, n, "body.count: duplicate field");
     /* missing body */
     const uint8_t nobody[] = {0x82, 0xa1, 'v', 0x01, 0xa4, 't', 'y', 'p', 'e',
-                              0xa8, 'b', 'u', 's', '.', 'p', 'i', 'n', 'g'};
+                              0xa8, 'b',  'u', 's',  '.',  'p', 'i', 'n', 'g'};
     expect_error(nobody, sizeof nobody, "body: missing");
 }
 
 static void test_msg_unknown_fields_skipped_missing_fields_defaulted(void **s)
 {
     uint8_t buf[256];
-    const uint8_t body[] = {0x82, 0xa5, 'e', 'x', 't', 'r', 'a', 0x92, 0x01, 0xa1, 'x',
-                            0xa5, 'c', 'o', 'u', 'n', 't', 0x2a};
+    const uint8_t body[] = {0x82, 0xa5, 'e',  'x', 't', 'r', 'a', 0x92, 0x01,
+                            0xa1, 'x',  0xa5, 'c', 'o', 'u', 'n', 't',  0x2a};
     size_t n = envelope_with_body(buf, sizeof buf, "test.all", body, sizeof body);
     msg_t *m = NULL;
     err_t err = ERR_INIT;
@@ -462,8 +476,8 @@ static void test_msg_error_reply_carries_status(void **s)
 
 static void test_mpread_integer_widths_and_ranges(void **s)
 {
-    const uint8_t data[] = {0x05, 0xcc, 0xff, 0xcd, 0x01, 0x00, 0xd0, 0x80, 0xe0, 0xcf, 0x80, 0,
-                            0,    0,    0,    0,    0,    0};
+    const uint8_t data[] = {0x05, 0xcc, 0xff, 0xcd, 0x01, 0x00, 0xd0, 0x80, 0xe0,
+                            0xcf, 0x80, 0,    0,    0,    0,    0,    0,    0};
     mpr_t r;
     mpr_init(&r, data, sizeof data);
     uint64_t u;

@@ -236,15 +236,14 @@ static void test_parse(void **state)
     memset(&n, 0, sizeof n);
     char buf[RES_NL_BUF];
     uint8_t mac[6] = {0x0a, 0x58, 0x0a, 0x63, 0, 2};
-    assert_int_equal(res_net_parse_link(mk_link(buf, 1, "lo", NULL, ARPHRD_LOOPBACK,
-                                                IFF_LOOPBACK | IFF_UP, NULL),
-                                        &n),
-                     0);
+    assert_int_equal(
+        res_net_parse_link(
+            mk_link(buf, 1, "lo", NULL, ARPHRD_LOOPBACK, IFF_LOOPBACK | IFF_UP, NULL), &n),
+        0);
     assert_int_equal(
         res_net_parse_link(mk_link(buf, 2, "eth0", "veth", ARPHRD_ETHER, IFF_UP, mac), &n), 1);
     assert_int_equal(
-        res_net_parse_link(mk_link(buf, 3, "tap0_husk", "tun", ARPHRD_ETHER, IFF_UP, mac), &n),
-        0);
+        res_net_parse_link(mk_link(buf, 3, "tap0_husk", "tun", ARPHRD_ETHER, IFF_UP, mac), &n), 0);
     assert_int_equal(
         res_net_parse_link(mk_link(buf, 4, "br0", "bridge", ARPHRD_ETHER, IFF_UP, mac), &n), 0);
     assert_int_equal(n.n_ifs, 1);
@@ -256,48 +255,47 @@ static void test_parse(void **state)
 
     assert_int_equal(res_net_parse_addr(mk_addr(buf, 2, AF_INET, "10.99.0.2", 24, 0), &n), 1);
     assert_int_equal(res_net_parse_addr(mk_addr(buf, 2, AF_INET6, "fd00:99::2", 64, 0), &n), 1);
-    assert_int_equal(
-        res_net_parse_addr(mk_addr(buf, 2, AF_INET6, "fe80::858:aff:fe63:2", 64, RT_SCOPE_LINK),
-                           &n),
-        0);
+    assert_int_equal(res_net_parse_addr(
+                         mk_addr(buf, 2, AF_INET6, "fe80::858:aff:fe63:2", 64, RT_SCOPE_LINK), &n),
+                     0);
     assert_int_equal(res_net_parse_addr(mk_addr(buf, 1, AF_INET, "127.0.0.1", 8, 254), &n), 0);
     assert_int_equal(n.ifs[0].n_addrs, 2);
 
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET, NULL, 0, "10.99.0.1", 2,
-                                                  RTPROT_BOOT, RT_TABLE_MAIN),
-                                         &n),
-                     1);
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET, "10.99.0.0", 24, NULL, 2,
-                                                  RTPROT_KERNEL, RT_TABLE_MAIN),
-                                         &n),
-                     0);
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET, "10.99.0.2", 32, NULL, 2,
-                                                  RTPROT_KERNEL, RT_TABLE_LOCAL),
-                                         &n),
-                     0);
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET6, NULL, 0, "fd00:99::1", 2,
-                                                  RTPROT_BOOT, RT_TABLE_MAIN),
-                                         &n),
-                     1);
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET6, "fe80::", 64, NULL, 2,
-                                                  RTPROT_BOOT, RT_TABLE_MAIN),
-                                         &n),
-                     0);
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET, "10.1.0.0", 16, NULL, 1,
-                                                  RTPROT_BOOT, RT_TABLE_MAIN),
-                                         &n),
-                     0); /* through lo */
-    assert_int_equal(res_net_parse_route(mk_route(buf, AF_INET, "192.168.5.0", 24, NULL, 2,
-                                                  RTPROT_STATIC, RT_TABLE_MAIN),
-                                         &n),
-                     1);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET, NULL, 0, "10.99.0.1", 2, RTPROT_BOOT, RT_TABLE_MAIN), &n),
+        1);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET, "10.99.0.0", 24, NULL, 2, RTPROT_KERNEL, RT_TABLE_MAIN), &n),
+        0);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET, "10.99.0.2", 32, NULL, 2, RTPROT_KERNEL, RT_TABLE_LOCAL), &n),
+        0);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET6, NULL, 0, "fd00:99::1", 2, RTPROT_BOOT, RT_TABLE_MAIN), &n),
+        1);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET6, "fe80::", 64, NULL, 2, RTPROT_BOOT, RT_TABLE_MAIN), &n),
+        0);
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET, "10.1.0.0", 16, NULL, 1, RTPROT_BOOT, RT_TABLE_MAIN), &n),
+        0); /* through lo */
+    assert_int_equal(
+        res_net_parse_route(
+            mk_route(buf, AF_INET, "192.168.5.0", 24, NULL, 2, RTPROT_STATIC, RT_TABLE_MAIN), &n),
+        1);
     assert_int_equal(n.n_routes, 3);
     assert_string_equal(n.routes[0].dev, "eth0");
 
     /* malformed: short address, short header */
     struct nlmsghdr *bad = mk_addr(buf, 2, AF_INET, "10.0.0.1", 8, 0);
-    struct nlattr *a = (struct nlattr *)((char *)mnl_nlmsg_get_payload(bad) +
-                                         MNL_ALIGN(sizeof(struct ifaddrmsg)));
+    struct nlattr *a =
+        (struct nlattr *)((char *)mnl_nlmsg_get_payload(bad) + MNL_ALIGN(sizeof(struct ifaddrmsg)));
     a->nla_len = 6; /* 2 bytes of address */
     assert_true(res_net_parse_addr(bad, &n) < 0);
     bad->nlmsg_len = sizeof(struct nlmsghdr) + 2;
