@@ -13,6 +13,17 @@
 #include "agent/guest/container-internal.h"
 #include "agent/guest/container.h"
 #include "common/cleanup.h"
+#include "common/log.h"
+
+/* On a host (the local backend) the unified hierarchy may lack controllers
+ * (hybrid hosts keep them on v1): skip those with a warning.  In a VM every
+ * controller exists and a failure stays an error. */
+static bool g_host_mode;
+
+void container_cgroup_host_mode(bool on)
+{
+    g_host_mode = on;
+}
 
 int container_cgroup_validate(const oci_resources_t *res, err_t *err)
 {
@@ -76,8 +87,24 @@ static bool is_cgroup_dir(const char *dir)
     return access(p, F_OK) == 0;
 }
 
+static bool offers(const char *dir, const char *ctrl)
+{
+    char p[PATH_MAX], buf[512];
+    if (snprintf(p, sizeof(p), "%s/cgroup.controllers", dir) >= (int)sizeof(p))
+        return false;
+    FILE *f = fopen(p, "re");
+    if (!f)
+        return false;
+    bool found = false;
+    while (!found && fscanf(f, "%511s", buf) == 1)
+        found = !strcmp(buf, ctrl);
+    fclose(f);
+    return found;
+}
+
 /* Enables ctrl in every ancestor's subtree_control, top-down, as far up as
- * the directories are cgroup directories. */
+ * the directories are cgroup directories.  Returns 1 when skipped (host
+ * mode, the hierarchy does not offer ctrl). */
 static int enable_controller(const char *dir, const char *ctrl, err_t *err)
 {
     char path[PATH_MAX], *slashes[64];
@@ -93,6 +120,14 @@ static int enable_controller(const char *dir, const char *ctrl, err_t *err)
     }
     /* path is now the topmost cgroup directory (or an ancestor of it);
      * walk back down restoring one slash at a time. */
+    if (g_host_mode && !offers(path, ctrl)) {
+        for (int i = n - 1; i >= 0; i--)
+            *slashes[i] = '/';
+        log_warn("cgroup %s: the host's cgroup v2 hierarchy has no %s controller: its limits are "
+                 "not applied",
+                 path, ctrl);
+        return 1;
+    }
     char file[PATH_MAX + 32], val[64];
     snprintf(val, sizeof(val), "+%s", ctrl);
     for (int i = n - 1; i >= 0; i--) {
@@ -143,31 +178,37 @@ int container_cgroup_apply(const char *dir, const oci_resources_t *res, err_t *e
     bool cpuset = res->cpu.cpus || res->cpu.mems;
     bool pids = res->pids_limit.set && res->pids_limit.value != 0;
     bool io = res->block_io.weight.set;
-    const char *needed[] = {mem ? "memory" : NULL,    cpu ? "cpu" : NULL,
-                            cpuset ? "cpuset" : NULL, pids ? "pids" : NULL,
-                            io ? "io" : NULL,         res->n_hugepage_limits ? "hugetlb" : NULL};
-    for (size_t i = 0; i < sizeof(needed) / sizeof(*needed); i++)
-        if (needed[i] && (r = enable_controller(dir, needed[i], err)) < 0)
+    bool huge = res->n_hugepage_limits > 0;
+    bool *want[] = {&mem, &cpu, &cpuset, &pids, &io, &huge};
+    const char *needed[] = {"memory", "cpu", "cpuset", "pids", "io", "hugetlb"};
+    for (size_t i = 0; i < sizeof(needed) / sizeof(*needed); i++) {
+        if (!*want[i])
+            continue;
+        if ((r = enable_controller(dir, needed[i], err)) < 0)
             return r;
+        if (r == 1) /* skipped: none of its files exist */
+            *want[i] = false;
+    }
 
-    if (res->memory.limit.set && (r = put_i64(dir, "memory.max", res->memory.limit.value, err)) < 0)
+    if (mem && res->memory.limit.set &&
+        (r = put_i64(dir, "memory.max", res->memory.limit.value, err)) < 0)
         return r;
-    if (res->memory.reservation.set &&
+    if (mem && res->memory.reservation.set &&
         (r = put_i64(dir, "memory.low", res->memory.reservation.value, err)) < 0)
         return r;
-    if (res->memory.swap.set && res->memory.swap.value != 0) {
+    if (mem && res->memory.swap.set && res->memory.swap.value != 0) {
         int64_t sw =
             res->memory.swap.value < 0 ? -1 : res->memory.swap.value - res->memory.limit.value;
         if ((r = put_i64(dir, "memory.swap.max", sw, err)) < 0)
             return r;
     }
-    if (res->cpu.shares.set && res->cpu.shares.value) {
+    if (cpu && res->cpu.shares.set && res->cpu.shares.value) {
         int64_t s = res->cpu.shares.value;
         s = s < 2 ? 2 : s > 262144 ? 262144 : s;
         if ((r = put_i64(dir, "cpu.weight", 1 + ((s - 2) * 9999) / 262142, err)) < 0)
             return r;
     }
-    if (res->cpu.quota.set || res->cpu.period.set) {
+    if (cpu && (res->cpu.quota.set || res->cpu.period.set)) {
         char buf[64];
         int64_t period =
             res->cpu.period.set && res->cpu.period.value ? res->cpu.period.value : 100000;
@@ -178,20 +219,21 @@ int container_cgroup_apply(const char *dir, const oci_resources_t *res, err_t *e
         if ((r = put(dir, "cpu.max", buf, err)) < 0)
             return r;
     }
-    if (res->cpu.burst.set && (r = put_i64(dir, "cpu.max.burst", res->cpu.burst.value, err)) < 0)
+    if (cpu && res->cpu.burst.set &&
+        (r = put_i64(dir, "cpu.max.burst", res->cpu.burst.value, err)) < 0)
         return r;
-    if (res->cpu.idle.set && (r = put_i64(dir, "cpu.idle", res->cpu.idle.value, err)) < 0)
+    if (cpu && res->cpu.idle.set && (r = put_i64(dir, "cpu.idle", res->cpu.idle.value, err)) < 0)
         return r;
-    if (res->cpu.cpus && (r = put(dir, "cpuset.cpus", res->cpu.cpus, err)) < 0)
+    if (cpuset && res->cpu.cpus && (r = put(dir, "cpuset.cpus", res->cpu.cpus, err)) < 0)
         return r;
-    if (res->cpu.mems && (r = put(dir, "cpuset.mems", res->cpu.mems, err)) < 0)
+    if (cpuset && res->cpu.mems && (r = put(dir, "cpuset.mems", res->cpu.mems, err)) < 0)
         return r;
     if (pids && (r = put_i64(dir, "pids.max", res->pids_limit.value, err)) < 0)
         return r;
     if (io && (r = put_i64(dir, "io.weight", 1 + (res->block_io.weight.value - 10) * 9999 / 990,
                            err)) < 0)
         return r;
-    for (size_t i = 0; i < res->n_hugepage_limits; i++) {
+    for (size_t i = 0; huge && i < res->n_hugepage_limits; i++) {
         char file[128];
         snprintf(file, sizeof(file), "hugetlb.%.64s.max", res->hugepage_limits[i].page_size);
         if ((r = put_i64(dir, file, (int64_t)res->hugepage_limits[i].limit, err)) < 0)

@@ -117,6 +117,11 @@ int container_validate(const oci_spec_t *spec, err_t *err);
  * cpu.weight, memory+swap to memory.swap.max, blkio weight to io.weight). */
 int container_cgroup_apply(const char *dir, const oci_resources_t *res, err_t *err);
 
+/* Host mode (the agent runs on a host, not as a VM's init): a controller
+ * the host's cgroup v2 hierarchy does not offer is skipped with a warning
+ * instead of failing container_cgroup_apply. */
+void container_cgroup_host_mode(bool on);
+
 /* Moves pid into the cgroup v2 directory dir. */
 int container_cgroup_join(const char *dir, pid_t pid, err_t *err);
 

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "agent/guest/agent.h"
+#include "agent/guest/container.h"
 #include "agent/guest/init.h"
 #include "common/log.h"
 
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
         close(chan);
         chan = c;
     }
+    container_cgroup_host_mode(true); /* on a host: skip controllers it lacks */
     agent_opts_t opts = {.channel_fd = chan, .root = root, .cgroup_root = cg};
     int rc = agent_serve(&opts, &err);
     if (rc < 0)
