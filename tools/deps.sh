@@ -8,7 +8,7 @@ pkgs=(
   libjansson-dev libprotobuf-c-dev protobuf-c-compiler libmnl-dev
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd binutils
   gcovr clang libclang-rt-14-dev valgrind iproute2 procps util-linux
-  containerd umoci skopeo
+  containerd umoci skopeo podman conmon runc crun tmux hyperfine
   containernetworking-plugins iperf3
 )
 missing=()
