@@ -95,6 +95,8 @@ $(GUEST_LIB): $(GUEST_OBJS)
 	@rm -f $@ && ar rcs $@ $^
 
 .SECONDEXPANSION:
+# keep the objects of tests and programs (they are intermediate files to make)
+.SECONDARY:
 $(B)/bin/%: $$(call prog_objs,$$*) $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD    $@"
