@@ -115,6 +115,7 @@ struct fx {
     cfg_t *cfg;
     int done_fd;
     struct fake_agent fa;
+    actor_def_t agent_def;
 };
 
 static void write_file(const char *path, const char *text)
@@ -155,10 +156,9 @@ static struct fx *fx_new(bool refuse_sandbox)
     assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
     for (size_t i = 0; i < sizeof fa_types / sizeof fa_types[0]; i++)
         fa_handlers[i] = (actor_handler_t){fa_types[i], fa_any};
-    actor_def_t *ad = calloc(1, sizeof *ad); /* lives as long as the test binary */
-    ad->name = "agent";
-    ad->handlers = fa_handlers;
-    assert_int_equal(actor_start(ad, &f->fa, &ao, &f->agent, &err), 0);
+    f->agent_def.name = "agent";
+    f->agent_def.handlers = fa_handlers;
+    assert_int_equal(actor_start(&f->agent_def, &f->fa, &ao, &f->agent, &err), 0);
     rt_actor_opts_t ro = {
         .cfg = f->cfg, .root = f->root, .sandbox_id = "sb", .done_fd = f->done_fd};
     if (rt_actor_start(&ao, &ro, &f->rt, &err) < 0)
