@@ -47,6 +47,7 @@ jail_pids() {
 
 cleanup() {
     set +e
+    [ -S "$T/tmux.sock" ] && tmux -S "$T/tmux.sock" kill-server 2>/dev/null
     if [ -e "$NS" ] && mountpoint -q "$NS" 2>/dev/null || grep -qF " $NS " /proc/mounts; then
         timeout 60 nsenter --mount="$NS" env CONTAINERS_CONF="$T/containers.conf" \
             CONTAINERS_STORAGE_CONF="$T/storage.conf" CONTAINERS_REGISTRIES_CONF="$T/registries.conf" \
@@ -206,7 +207,7 @@ pm "${R[@]}" -d --name gone $IMG sleep 1000 >/dev/null 2>&1
 pm rm -f -t 0 gone >"$T/err" 2>&1 && ok "rm -f of a running container" || notok "rm -f of a running container" "$(cat "$T/err")"
 
 # ---- run --rm -it: interactive shell in tmux, resize, exit code --------------------------------
-TM=(tmux -L "husk-$$" -f /dev/null)
+TM=(tmux -S "$T/tmux.sock" -f /dev/null)
 cat >"$T/it.sh" <<EOF
 #!/bin/bash
 $(declare -f pm)
@@ -216,7 +217,8 @@ echo "podman-exit=\$?" >$T/it.rc
 sleep 30
 EOF
 chmod +x "$T/it.sh"
-"${TM[@]}" new-session -d -s it -x 120 -y 30 "$T/it.sh"
+tmux_err=$("${TM[@]}" new-session -d -s it -x 120 -y 30 "bash $T/it.sh 2>$T/it.err" 2>&1) ||
+    echo "# tmux new-session failed: $tmux_err"
 wait_pane() { # regex [tries]
     local i
     for i in $(seq "${2:-100}"); do
@@ -228,7 +230,7 @@ wait_pane() { # regex [tries]
 wait_pane '# $' 150
 "${TM[@]}" send-keys -t it 'echo typed $((6*7)); stty size' Enter
 wait_pane '^typed 42' && wait_pane '^30 120' && ok "run -it: typed input, stty size 30 120" ||
-    notok "run -it: typed input and size" "$("${TM[@]}" capture-pane -t it -p)"
+    notok "run -it: typed input and size" "$("${TM[@]}" capture-pane -t it -p; cat "$T/it.err")"
 "${TM[@]}" resize-window -t it -x 100 -y 20
 sleep 0.5
 "${TM[@]}" send-keys -t it 'stty size' Enter
