@@ -12,6 +12,7 @@
  * actor connects to it.  The agent's death is seen through a pidfd. */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,7 +51,47 @@ struct local {
     char *root;       /* the agent's state dir */
     char *log_path;   /* the agent's stderr */
     char *netns;      /* join this netns instead of a new one (optional) */
+    char cgroup[256]; /* the agent's cgroup v2 directory, ours to remove ("" = none) */
 };
+
+/* The agent's cgroup v2 directory: made here and removed when the agent is
+ * gone, however it ended (a killed agent cannot clean up after itself). */
+static void cgroup_make(struct local *lo, const char *id)
+{
+    const char *bases[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < 2; i++) {
+        char probe[300];
+        snprintf(probe, sizeof probe, "%s/cgroup.controllers", bases[i]);
+        if (access(probe, F_OK) < 0)
+            continue;
+        snprintf(lo->cgroup, sizeof lo->cgroup, "%s/husk-agent.%s", bases[i], id);
+        if (mkdir(lo->cgroup, 0755) < 0 && errno != EEXIST)
+            lo->cgroup[0] = 0;
+        return;
+    }
+}
+
+/* Removes a cgroup tree bottom-up (its processes are gone: they lived in
+ * the agent's pid namespace, which ended with it). */
+static void cgroup_remove_tree(const char *dir, int depth)
+{
+    if (depth > 16)
+        return;
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_type != DT_DIR || e->d_name[0] == '.')
+                continue;
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            cgroup_remove_tree(sub, depth + 1);
+        }
+        closedir(d);
+    }
+    if (rmdir(dir) < 0 && errno != ENOENT)
+        log_warn("local: remove cgroup %s: %s, ignoring", dir, strerror(errno));
+}
 
 static struct local *L(hv_t *hv)
 {
@@ -106,6 +147,8 @@ static void lo_destroy(hv_t *hv)
     }
     if (lo->agent_path)
         unlink(lo->agent_path);
+    if (lo->cgroup[0])
+        cgroup_remove_tree(lo->cgroup, 0);
     free(lo->agent_path);
     free(lo->root);
     free(lo->log_path);
@@ -140,6 +183,9 @@ static void on_pid_exit(evutil_socket_t fd, short what, void *arg)
     close(lo->pidfd);
     lo->pidfd = -1;
     unlink(lo->agent_path);
+    if (lo->cgroup[0])
+        cgroup_remove_tree(lo->cgroup, 0);
+    lo->cgroup[0] = 0;
     lo->state = L_EXITED;
     bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
     char why[256];
@@ -207,7 +253,14 @@ static int child(void *arg)
         dup2(l, LOCAL_CHANNEL_FD) < 0)
         _exit(121);
     syscall(SYS_close_range, LOCAL_CHANNEL_FD + 1, ~0U, 0);
-    char *argv[] = {(char *)c->binary, "--channel-fd", "3", "--root", c->lo->root, NULL};
+    char *argv[] = {(char *)c->binary,
+                    "--channel-fd",
+                    "3",
+                    "--root",
+                    c->lo->root,
+                    "--cgroup-root",
+                    c->lo->cgroup[0] ? c->lo->cgroup : "none",
+                    NULL};
     execv(c->binary, argv);
     _exit(127);
 }
@@ -233,6 +286,7 @@ static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
         open(lo->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log_fd < 0)
         return err_errno(err, "local: open %s", lo->log_path);
+    cgroup_make(lo, hv->cfg.id ? hv->cfg.id : "sandbox");
     struct child_args ca = {lo, lfd, log_fd, getpid(), hv->cfg.binary};
     int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | SIGCHLD;
     if (!lo->netns)
