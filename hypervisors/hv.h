@@ -226,6 +226,9 @@ struct hv_ops {
 /* Registry. */
 extern const struct hv_ops hv_qemu_ops;
 extern const struct hv_ops hv_local_ops;
+/* Removes what a local-backend sandbox leaves on the host when its daemon
+ * died before cleaning up (the agent's cgroup tree).  Idempotent. */
+void hv_local_cleanup(const char *sandbox_id);
 extern const struct hv_ops hv_fake_ops;
 /* The backend called `name`, or NULL. */
 const struct hv_ops *hv_ops_by_name(const char *name);

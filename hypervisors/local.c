@@ -71,6 +71,19 @@ static void cgroup_make(struct local *lo, const char *id)
     }
 }
 
+static void cgroup_remove_tree(const char *dir, int depth);
+
+void hv_local_cleanup(const char *sandbox_id)
+{
+    const char *bases[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < 2; i++) {
+        char dir[300];
+        snprintf(dir, sizeof dir, "%s/husk-agent.%s", bases[i], sandbox_id);
+        if (access(dir, F_OK) == 0)
+            cgroup_remove_tree(dir, 0);
+    }
+}
+
 /* Removes a cgroup tree bottom-up (its processes are gone: they lived in
  * the agent's pid namespace, which ended with it). */
 static void cgroup_remove_tree(const char *dir, int depth)

@@ -35,6 +35,9 @@
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/store.h"
+#include "hypervisors/hv.h"
+#include "resources/cgroup_host.h"
+#include "resources/share.h"
 #include "services/daemon.h"
 #include "services/proxy.h"
 
@@ -45,12 +48,12 @@
 #define HUSK_COMMIT "unknown"
 #endif
 
-#define RT_NAME              "runtime"
-#define CALL_TIMEOUT_MS      30000
-#define CREATE_TIMEOUT_MS    180000 /* a cold TCG boot plus the container */
-#define DAEMON_START_MS      30000
-#define PROXY_START_MS       15000
-#define LOCK_TIMEOUT_MS      120000
+#define RT_NAME           "runtime"
+#define CALL_TIMEOUT_MS   30000
+#define CREATE_TIMEOUT_MS 180000 /* a cold TCG boot plus the container */
+#define DAEMON_START_MS   30000
+#define PROXY_START_MS    15000
+#define LOCK_TIMEOUT_MS   120000
 
 static int g_log_fd = -1; /* --log file, -1: stderr */
 
@@ -218,8 +221,8 @@ static void short_random_id(char *out, size_t cap, const char *prefix)
         uint64_t x = (uint64_t)getpid() * 2654435761u ^ (uint64_t)time(NULL);
         memcpy(r, &x, sizeof r);
     }
-    snprintf(out, cap, "%s%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3],
-             r[4], r[5], r[6], r[7]);
+    snprintf(out, cap, "%s%02x%02x%02x%02x%02x%02x%02x%02x", prefix, r[0], r[1], r[2], r[3], r[4],
+             r[5], r[6], r[7]);
 }
 
 /* ---- the bus ------------------------------------------------------------------- */
@@ -309,7 +312,8 @@ static int load_view(persist_store_t *store, const char *sb_id, const char *id, 
                 !strcmp(status, "paused") || !strcmp(status, "pausing") ||
                 !strcmp(status, "creating");
     /* a dead daemon or a dead proxy means the container is gone */
-    if (live && (!daemon || !v->c->init_pid || !persist_pid_alive(v->c->init_pid, v->c->init_start)))
+    if (live &&
+        (!daemon || !v->c->init_pid || !persist_pid_alive(v->c->init_pid, v->c->init_start)))
         status = "stopped", live = false;
     v->st.id = v->c->id;
     v->st.status = status;
@@ -634,8 +638,8 @@ static void forward_sig(int sig)
 
 static int wait_proxy(pid_t pid)
 {
-    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH,
-                               SIGCONT, SIGALRM, SIGPWR, 0};
+    static const int sigs[] = {SIGINT,   SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1, SIGUSR2,
+                               SIGWINCH, SIGCONT, SIGALRM, SIGPWR,  0};
     g_fwd_pid = pid;
     struct sigaction sa = {.sa_handler = forward_sig, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
@@ -739,17 +743,14 @@ static int do_create(cli_opts_t *o, bool detach, created_t *out, err_t *err)
         rc = err_make(err, ENOENT, "sandbox %s is not running", sb);
         goto out;
     }
-    if ((rc = persist_lock_sandbox(store, sb, PERSIST_LOCK_CREATE, LOCK_TIMEOUT_MS, &lock,
-                                   err)) < 0)
+    if ((rc = persist_lock_sandbox(store, sb, PERSIST_LOCK_CREATE, LOCK_TIMEOUT_MS, &lock, err)) <
+        0)
         goto out;
     if (!bus_answers(o->root, sb, 1000) && (rc = start_daemon(o, sb, err)) < 0)
         goto out;
     char *ep = bus_endpoint_of(o->root, sb);
-    proxy_opts_t po = {.endpoint = ep,
-                       .id = id,
-                       .exec_id = "",
-                       .terminal = terminal,
-                       .console_socket = console};
+    proxy_opts_t po = {
+        .endpoint = ep, .id = id, .exec_id = "", .terminal = terminal, .console_socket = console};
     if (terminal && spec->process->has_console_size) {
         po.rows = spec->process->console_height;
         po.cols = spec->process->console_width;
@@ -898,10 +899,17 @@ static int simple_call(cli_opts_t *o, msg_type_t type, const char *dead_msg, con
     msg_t *m = msg_new(type), *reply = NULL;
     /* every simple rt.* request starts with `id` */
     switch (type) {
-    case MSG_RT_START: msg_set_str(&((msg_rt_start_t *)m->body)->id, id); break;
-    case MSG_RT_PAUSE: msg_set_str(&((msg_rt_pause_t *)m->body)->id, id); break;
-    case MSG_RT_RESUME: msg_set_str(&((msg_rt_resume_t *)m->body)->id, id); break;
-    default: abort();
+    case MSG_RT_START:
+        msg_set_str(&((msg_rt_start_t *)m->body)->id, id);
+        break;
+    case MSG_RT_PAUSE:
+        msg_set_str(&((msg_rt_pause_t *)m->body)->id, id);
+        break;
+    case MSG_RT_RESUME:
+        msg_set_str(&((msg_rt_resume_t *)m->body)->id, id);
+        break;
+    default:
+        abort();
     }
     int rc = rt_call(o->root, sb, &m, CALL_TIMEOUT_MS, &reply, &err);
     free(sb);
@@ -992,6 +1000,22 @@ static int cmd_delete(cli_opts_t *o)
             rc = persist_container_remove(store, sb, id, &err);
             if (rc == 0 && persist_container_list(store, sb, &ids, &n, &err) == 0 && n == 0) {
                 persist_unlock(&lock);
+                /* what the dead daemon would have removed: the share's
+                 * mounts, the host cgroup, the local agent's cgroup */
+                char *dir = NULL;
+                err_t e2 = ERR_INIT;
+                if (persist_sandbox_dir(store, sb, &dir, &e2) == 0 &&
+                    res_share_teardown(dir, &e2) < 0)
+                    log_warn("tear down the share of %s: %s, ignoring", sb, err_str(&e2));
+                err_clear(&e2);
+                free(dir);
+                res_cgroup_t *cg = NULL;
+                if (res_cgroup_open(NULL, sb, &cg, &e2) == 0 &&
+                    res_cgroup_remove(cg, 1000, &e2) < 0)
+                    log_warn("remove the cgroup of %s: %s, ignoring", sb, err_str(&e2));
+                err_clear(&e2);
+                res_cgroup_destroy(&cg);
+                hv_local_cleanup(sb);
                 rc = persist_sandbox_remove(store, sb, &err);
             }
             persist_strv_free(ids);
@@ -1035,8 +1059,8 @@ static int cmd_ps(cli_opts_t *o)
         msg_destroy(&reply);
     }
     free(sb);
-    char *s = !strcmp(o->format, "json") ? cli_format_ps_json(pids, n)
-                                         : cli_format_ps_table(pids, n);
+    char *s =
+        !strcmp(o->format, "json") ? cli_format_ps_json(pids, n) : cli_format_ps_table(pids, n);
     fputs(s, stdout);
     free(s);
     free(pids);
@@ -1235,8 +1259,7 @@ static int exec_process(const cli_opts_t *o, const char *bundle, oci_process_t *
             return err_make(err, EINVAL, "parsing %s as int for gid failed",
                             o->additional_gids.v[i]);
         }
-        uint32_t *x = realloc(p->user.additional_gids,
-                              (p->user.n_additional_gids + 1) * sizeof *x);
+        uint32_t *x = realloc(p->user.additional_gids, (p->user.n_additional_gids + 1) * sizeof *x);
         if (!x)
             abort();
         x[p->user.n_additional_gids++] = (uint32_t)g;
@@ -1446,10 +1469,8 @@ static int cmd_daemon(cli_opts_t *o)
         fcntl(g_ready_fd, F_SETFD, FD_CLOEXEC);
         unsetenv("HUSK_READY_FD");
     }
-    svc_daemon_opts_t d = {.root = o->root,
-                           .sandbox_id = o->args[0],
-                           .config_path = o->config,
-                           .ready = daemon_ready};
+    svc_daemon_opts_t d = {
+        .root = o->root, .sandbox_id = o->args[0], .config_path = o->config, .ready = daemon_ready};
     err_t err = ERR_INIT;
     if (svc_daemon_run(&d, &err) < 0) {
         log_error("sandbox daemon %s: %s", o->args[0], err_str(&err));
@@ -1493,11 +1514,13 @@ static const char app_help[] =
     "   --debug             enable debug logging\n"
     "   --log value         set the log file to write husk logs to (default is stderr)\n"
     "   --log-format value  set the log format ('text' (default), or 'json') (default: \"text\")\n"
-    "   --root value        root directory for storage of container state (default: \"/run/husk\")\n"
+    "   --root value        root directory for storage of container state (default: "
+    "\"/run/husk\")\n"
     "   --criu value        accepted for compatibility; checkpoint is not supported\n"
     "   --systemd-cgroup    accepted for compatibility (cgroups live in the guest)\n"
     "   --rootless value    accepted for compatibility (default: \"auto\")\n"
-    "   --config value      husk configuration file (default: $HUSK_CONFIG or /etc/husk/husk.conf)\n"
+    "   --config value      husk configuration file (default: $HUSK_CONFIG or "
+    "/etc/husk/husk.conf)\n"
     "   --help, -h          show help\n"
     "   --version, -v       print the version\n";
 
@@ -1529,23 +1552,41 @@ int cli_run(cli_opts_t *o)
             return cmd_version(o);
         print_help(o);
         return 0;
-    case CLI_CMD_HELP: print_help(o); return 0;
-    case CLI_CMD_CREATE: return cmd_create(o);
-    case CLI_CMD_RUN: return cmd_run(o);
-    case CLI_CMD_START: return cmd_start(o);
-    case CLI_CMD_STATE: return cmd_state(o);
-    case CLI_CMD_KILL: return cmd_kill(o);
-    case CLI_CMD_DELETE: return cmd_delete(o);
-    case CLI_CMD_EXEC: return cmd_exec(o);
-    case CLI_CMD_LIST: return cmd_list(o);
-    case CLI_CMD_PAUSE: return cmd_pause(o);
-    case CLI_CMD_RESUME: return cmd_resume(o);
-    case CLI_CMD_PS: return cmd_ps(o);
-    case CLI_CMD_EVENTS: return cmd_events(o);
-    case CLI_CMD_UPDATE: return cmd_update(o);
-    case CLI_CMD_SPEC: return cmd_spec(o);
-    case CLI_CMD_VERSION: return cmd_version(o);
-    case CLI_CMD_FEATURES: return cmd_features(o);
+    case CLI_CMD_HELP:
+        print_help(o);
+        return 0;
+    case CLI_CMD_CREATE:
+        return cmd_create(o);
+    case CLI_CMD_RUN:
+        return cmd_run(o);
+    case CLI_CMD_START:
+        return cmd_start(o);
+    case CLI_CMD_STATE:
+        return cmd_state(o);
+    case CLI_CMD_KILL:
+        return cmd_kill(o);
+    case CLI_CMD_DELETE:
+        return cmd_delete(o);
+    case CLI_CMD_EXEC:
+        return cmd_exec(o);
+    case CLI_CMD_LIST:
+        return cmd_list(o);
+    case CLI_CMD_PAUSE:
+        return cmd_pause(o);
+    case CLI_CMD_RESUME:
+        return cmd_resume(o);
+    case CLI_CMD_PS:
+        return cmd_ps(o);
+    case CLI_CMD_EVENTS:
+        return cmd_events(o);
+    case CLI_CMD_UPDATE:
+        return cmd_update(o);
+    case CLI_CMD_SPEC:
+        return cmd_spec(o);
+    case CLI_CMD_VERSION:
+        return cmd_version(o);
+    case CLI_CMD_FEATURES:
+        return cmd_features(o);
     case CLI_CMD_CHECKPOINT:
     case CLI_CMD_RESTORE: {
         char *msg = xasprintf("%s is not supported: husk runs containers inside VMs, which CRIU "
@@ -1555,8 +1596,10 @@ int cli_run(cli_opts_t *o)
         free(msg);
         return r;
     }
-    case CLI_CMD_DAEMON: return cmd_daemon(o);
-    case CLI_CMD_PROXY: return proxy_main((int)o->n_args, o->args);
+    case CLI_CMD_DAEMON:
+        return cmd_daemon(o);
+    case CLI_CMD_PROXY:
+        return proxy_main((int)o->n_args, o->args);
     }
     return 1;
 }
