@@ -149,7 +149,7 @@ coverage:
 	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=unit tests/run-tests.sh > build-cov/unit-tests.log 2>&1
 	@echo "== unit suites only:"
 	@gcovr -r . --object-directory build-cov/obj $(COV_FILTERS) --gcov-ignore-parse-errors \
-		--print-summary -o /dev/null | grep '^lines:'
+		--print-summary --txt build-cov/unit-coverage.txt | grep '^lines:'
 	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=e2e tests/run-tests.sh > build-cov/e2e-tests.log 2>&1
 	-B=build-cov TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=fault FILTER=replay tests/run-tests.sh >> build-cov/e2e-tests.log 2>&1
 	@echo "== unit and end-to-end suites:"
