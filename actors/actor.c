@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "actors/actor.h"
 
 #include <errno.h>
@@ -87,13 +88,6 @@ struct actor {
     struct event *flush_ev;
 };
 
-static uint64_t now_ns_real(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 const char *actor_name(actor_t *a)
 {
     return a->name;
@@ -153,7 +147,7 @@ static int send_msg(actor_t *a, const char *to, msg_t *m, err_t *err)
     m->id = ++a->next_id;
     snprintf(m->from, sizeof m->from, "%s", a->name);
     snprintf(m->to, sizeof m->to, "%s", to);
-    m->ts_ns = now_ns_real();
+    m->ts_ns = clock_real_ns();
     uint8_t *buf;
     size_t len;
     int rc = msg_encode(m, &buf, &len, err);

@@ -1,3 +1,4 @@
+#include "common/clock.h"
 #include "actors/client.h"
 
 #include <errno.h>
@@ -22,13 +23,6 @@ struct bus_client {
     uint64_t next_id;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int bus_client_new(const char *endpoint, const char *name, bus_client_t **out, err_t *err)
 {
     bus_client_t *c = calloc(1, sizeof *c);
@@ -41,7 +35,7 @@ int bus_client_new(const char *endpoint, const char *name, bus_client_t **out, e
     snprintf(c->endpoint, sizeof c->endpoint, "%s", endpoint);
     /* ids are unique per sender; start from the clock so a reused name
      * cannot be mistaken for its predecessor's late replies */
-    c->next_id = (uint64_t)now_ms() << 20;
+    c->next_id = (uint64_t)clock_mono_ms() << 20;
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
         free(c);
@@ -90,9 +84,7 @@ int bus_client_send(bus_client_t *c, const char *to, msg_t **mp, err_t *err)
     m->id = ++c->next_id;
     snprintf(m->from, sizeof m->from, "%s", c->name);
     snprintf(m->to, sizeof m->to, "%s", to);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    m->ts_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    m->ts_ns = clock_real_ns();
     uint8_t *buf;
     size_t len;
     int rc = msg_encode(m, &buf, &len, err);
@@ -138,9 +130,9 @@ int bus_client_recv(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
 
 static int recv_wire(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     for (;;) {
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - clock_mono_ms());
         if (left < 0)
             left = 0;
         zmq_pollitem_t it = {c->sock, 0, ZMQ_POLLIN, 0};
@@ -194,9 +186,9 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
     if (rc < 0)
         return rc;
     uint64_t id = c->next_id;
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     for (;;) {
-        long left = (long)(deadline - now_ms());
+        long left = (long)(deadline - clock_mono_ms());
         if (left <= 0)
             return err_make(err, ETIMEDOUT, "%s did not answer %s within %d ms", to,
                             msg_type_name(type), timeout_ms);

@@ -1,6 +1,7 @@
 /* The runtime handler actor: sandbox and container lifecycles, driven by
  * messages.  Every step that involves another actor is a request with a
  * deadline whose reply continues the operation (struct op carries it). */
+#include "common/clock.h"
 #include "actors/runtime_actor.h"
 
 #include <errno.h>
@@ -137,13 +138,6 @@ static void op_free(struct op *op)
     free(op->errtext);
     msg_destroy(&op->req);
     free(op);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- state on disk ------------------------------------------------------- */
@@ -1704,7 +1698,7 @@ static void process_exited(struct rt *rt, const char *cid, const char *exec_id, 
     struct ctr *c = find(rt, cid);
     if (!c)
         return;
-    uint64_t at = now_ns();
+    uint64_t at = clock_real_ns();
     if (!exec_id[0]) {
         if (c->exited)
             return;
@@ -1784,7 +1778,7 @@ static void sandbox_lost(struct rt *rt, const char *why)
     while (rt->waiters) {
         struct waiter *w = rt->waiters;
         rt->waiters = w->next;
-        answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, now_ns());
+        answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, clock_real_ns());
         msg_destroy(&w->req);
         free(w);
     }
@@ -1876,7 +1870,7 @@ static void delete_finish2(struct op *op, int result, err_t *e)
     for (struct waiter **pp = &rt->waiters; *pp;) {
         struct waiter *w = *pp;
         if (!strcmp(w->cid, c->id)) {
-            answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, now_ns());
+            answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, clock_real_ns());
             *pp = w->next;
             msg_destroy(&w->req);
             free(w);

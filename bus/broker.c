@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "bus/bus.h"
 #include "bus/faults.h"
 #include "common/log.h"
@@ -65,20 +66,6 @@ struct bus {
 };
 
 static _Atomic unsigned bus_seq;
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t now_ns_real(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void bus_sockopts(void *sock)
 {
@@ -163,7 +150,7 @@ static void broker_send(bus_t *b, msg_t **mp)
     size_t len = 0;
     snprintf(m->from, sizeof m->from, "%s", BUS_NAME);
     m->id = ++b->next_id;
-    m->ts_ns = now_ns_real();
+    m->ts_ns = clock_real_ns();
     if (msg_encode(m, &buf, &len, &err) < 0) {
         log_warn("encode %s: %s, dropping", msg_type_name(m->type), err_str(&err));
         err_clear(&err);
@@ -191,7 +178,7 @@ static void publish(bus_t *b, msg_t **mp)
     snprintf(m->from, sizeof m->from, "%s", BUS_NAME);
     snprintf(m->to, sizeof m->to, "*");
     m->id = ++b->next_id;
-    m->ts_ns = now_ns_real();
+    m->ts_ns = clock_real_ns();
     if (msg_encode(m, &buf, &len, &err) == 0) {
         tap_copy(b, msg_type_name(m->type), BUS_NAME, "*", buf, len, NULL);
         route_event(b, BUS_NAME, msg_type_name(m->type), buf, len);
@@ -306,7 +293,7 @@ static void control(bus_t *b, const char *from, const void *env, size_t len)
             memset(a, 0, sizeof *a);
             snprintf(a->name, sizeof a->name, "%s", from);
             a->pid = h->pid;
-            a->last_seen_ms = a->last_ping_ms = now_ms();
+            a->last_seen_ms = a->last_ping_ms = clock_mono_ms();
         }
         reply = msg_new_reply(m, MSG_BUS_HELLO);
         if (reply)
@@ -401,7 +388,7 @@ static void enqueue_delayed(bus_t *b, const char *to, const char *from, const ch
         return;
     b->delayed = nd;
     struct delayed *d = &nd[b->ndelayed++];
-    d->due_ms = now_ms() + ms;
+    d->due_ms = clock_mono_ms() + ms;
     const char *strs[3] = {to, from, type};
     for (int i = 0; i < 3; i++) {
         zmq_msg_init_size(&d->parts[i], strlen(strs[i]));
@@ -547,7 +534,7 @@ static int on_router(bus_t *b)
 
     struct actor_rec *a = find_actor(b, from);
     if (a)
-        a->last_seen_ms = now_ms();
+        a->last_seen_ms = clock_mono_ms();
 
     if (!strcmp(to, BUS_NAME)) {
         tap_copy(b, type, from, to, env, len, NULL);
@@ -601,9 +588,9 @@ static void *broker_main(void *arg)
         {b->tap, 0, ZMQ_POLLIN, 0},
         {b->ctrl_in, 0, ZMQ_POLLIN, 0},
     };
-    b->next_tick_ms = now_ms() + (b->supervise_ms > 0 ? b->supervise_ms : 3600000);
+    b->next_tick_ms = clock_mono_ms() + (b->supervise_ms > 0 ? b->supervise_ms : 3600000);
     for (;;) {
-        int64_t now = now_ms();
+        int64_t now = clock_mono_ms();
         int64_t due = b->next_tick_ms;
         for (size_t i = 0; i < b->ndelayed; i++)
             if (b->delayed[i].due_ms < due)
@@ -619,7 +606,7 @@ static void *broker_main(void *arg)
         if (items[0].revents & ZMQ_POLLIN)
             for (int i = 0; i < DRAIN_BUDGET && on_router(b) == 0; i++)
                 ;
-        now = now_ms();
+        now = clock_mono_ms();
         if (b->ndelayed)
             release_delayed(b, now);
         if (now >= b->next_tick_ms) {

@@ -1,5 +1,6 @@
 /* persist/store: sandbox and container state on disk.  See store.h and
  * docs/state.md. */
+#include "common/clock.h"
 #include "persist/store.h"
 
 #include <dirent.h>
@@ -1252,13 +1253,6 @@ static void sleep_ms(long ms)
         ;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int persist_lock_sandbox(const persist_store_t *store, const char *sandbox_id, int flags,
                          int timeout_ms, persist_lock_t **out, err_t *err)
 {
@@ -1268,7 +1262,7 @@ int persist_lock_sandbox(const persist_store_t *store, const char *sandbox_id, i
         return r;
     _cleanup_free_ char *path = xasprintf("%s/%s", dir, LOCK_FILE);
     int op = (flags & PERSIST_LOCK_SHARED) ? LOCK_SH : LOCK_EX;
-    int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : clock_mono_ms() + timeout_ms;
     long backoff = 1;
     for (;;) {
         if (flags & PERSIST_LOCK_CREATE) {
@@ -1291,7 +1285,7 @@ int persist_lock_sandbox(const persist_store_t *store, const char *sandbox_id, i
                 continue;
             if (errno != EWOULDBLOCK)
                 return err_errno(err, "lock sandbox `%s`: flock `%s`", sandbox_id, path);
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - clock_mono_ms();
             if (left <= 0)
                 return err_make(err, ETIMEDOUT,
                                 "lock sandbox `%s`: still held by another husk after %d ms",

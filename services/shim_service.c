@@ -4,6 +4,7 @@
  * output, fifo readiness.  A call that needs the runtime keeps its ids in a
  * struct op and looks its container up again when the reply comes (it may
  * have been deleted meanwhile). */
+#include "common/clock.h"
 #include "services/shim_service.h"
 
 #include <errno.h>
@@ -136,13 +137,6 @@ static void op_free(struct op *op)
 {
     svc_ttrpc_msg_free(&op->req);
     free(op);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static uint32_t task_pid(void)
@@ -603,7 +597,7 @@ static void proc_release(struct shim *s, struct proc *p)
         /* waits on a process that goes away unseen: report it killed */
         p->exited = true;
         p->exit_status = 255;
-        p->exited_ns = now_ns();
+        p->exited_ns = clock_real_ns();
     }
     answer_waits(p);
     if (p->io_timer)
@@ -663,7 +657,7 @@ static void proc_exited(struct shim *s, struct proc *p, int64_t status, uint64_t
         return;
     p->exited = true;
     p->exit_status = svc_shim_exit_status(status);
-    p->exited_ns = at_ns ? at_ns : now_ns();
+    p->exited_ns = at_ns ? at_ns : clock_real_ns();
     log_info("container %s%s%s exited with status %u", p->c->id, p->is_exec ? " exec " : "",
              p->exec_id, p->exit_status);
     if (!p->is_exec)

@@ -213,7 +213,8 @@ static void test_msg_decode_truncated_at_every_length_fails(void **s)
         assert_null(m);
         assert_non_null(err.msg);
         err_clear(&err);
-        assert_int_equal(msg_peek_type(copy, n) == MSG_TEST_ALL ? 1 : 1, 1);
+        msg_type_t pt = msg_peek_type(copy, n); /* a prefix names its real type or none */
+        assert_true(pt == MSG_NONE || pt == MSG_TEST_ALL);
         free(copy);
     }
     free(buf);
