@@ -5,6 +5,9 @@
 #    "not ok - name" are counted; exit 77 means skipped (reason on stdout)
 # Env: B (build dir), TEST_TIMEOUT (s per suite), ONLY=unit|e2e|fault, FILTER=regex
 set -u
+# a CI shell may come without the sbin directories (chroot, ip, tc, mkfs and
+# mknod live there) and without SHELL or TERM: the suites must not depend on them
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 B=${B:-build}
 TEST_TIMEOUT=${TEST_TIMEOUT:-300}
 ONLY=${ONLY:-}
@@ -78,6 +81,16 @@ if [ ${#suites[@]} -gt 0 ]; then
     done
 fi
 echo
+# CI keeps only the tail of the output: repeat what failed right here,
+# the failing checks last so that they survive the shortest tail
+for n in ${failed_suites[@]+"${failed_suites[@]}"}; do
+    echo "--- $n: last lines of $log_dir/$n.log"
+    grep -vE '^ok |^\[ +(OK|RUN) +\]' "$log_dir/$n.log" | tail -n 8 | sed 's/^/  | /'
+done
+for n in ${failed_suites[@]+"${failed_suites[@]}"}; do
+    grep -E '^not ok|^\[  FAILED  \] [a-z_]|^timeout after|no longer a character' "$log_dir/$n.log" |
+        head -n 6 | cut -c1-160 | sed "s/^/$n: /"
+done
 [ ${#failed_suites[@]} -gt 0 ] && echo "failed suites: ${failed_suites[*]}"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

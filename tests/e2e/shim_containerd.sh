@@ -174,7 +174,7 @@ out=$(ctr_ task delete d1 2>&1)
 check "container rm" ctr_ containers rm d1
 
 # ---- tty --------------------------------------------------------------------------------
-out=$(script -qec "timeout 60 ctr -a $S -n husk-e2e run --rm -t ${RT[*]} ${LIM[*]} $IMG t1 sh -c 'tty; echo tty-done'" /dev/null 2>&1)
+out=$(script -qec "timeout --foreground -k 5 60 ctr -a $S -n husk-e2e run --rm -t ${RT[*]} ${LIM[*]} $IMG t1 sh -c 'tty; echo tty-done'" /dev/null 2>&1 </dev/null)
 echo "$out" | grep -q '/dev/pts/' && echo "$out" | grep -q tty-done && ok "run -t through a pty" ||
     notok "run -t through a pty" "$out"
 
