@@ -51,6 +51,7 @@ struct bus {
     bool thread_started;
     char ep[EP_MAX], ep_ipc[EP_MAX + 8], tap_ep[EP_MAX], tap_ipc[EP_MAX + 8];
     char ipc_path[EP_MAX], tap_path[EP_MAX];
+    char held_path[EP_MAX]; /* bus.sock's private name until bus_open_ipc() */
     char name[MSG_NAME_MAX];
     int supervise_ms, miss_limit;
     faults_t *faults;
@@ -706,8 +707,18 @@ int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err)
             rc = err_errno(err, "bus: chmod 0700 %s", o.dir);
             goto fail;
         }
-        if ((rc = bind_ipc(b, b->router, o.dir, "bus.sock", b->ipc_path, b->ep_ipc,
-                           sizeof b->ep_ipc, err)) < 0 ||
+        char held_ep[EP_MAX + 8];
+        if (o.hold_ipc &&
+            (rc = bind_ipc(b, b->router, o.dir, "bus.sock.held", b->held_path, held_ep,
+                           sizeof held_ep, err)) < 0)
+            goto fail;
+        if (o.hold_ipc) { /* the public names, taken by bus_open_ipc() */
+            snprintf(b->ipc_path, sizeof b->ipc_path, "%s/bus.sock", o.dir);
+            snprintf(b->ep_ipc, sizeof b->ep_ipc, "ipc://%s", b->ipc_path);
+            unlink(b->ipc_path); /* a stale socket from a dead broker */
+        }
+        if ((!o.hold_ipc && (rc = bind_ipc(b, b->router, o.dir, "bus.sock", b->ipc_path,
+                                           b->ep_ipc, sizeof b->ep_ipc, err)) < 0) ||
             (rc = bind_ipc(b, b->tap, o.dir, "tap.sock", b->tap_path, b->tap_ipc, sizeof b->tap_ipc,
                            err)) < 0)
             goto fail;
@@ -743,6 +754,8 @@ void bus_destroy(bus_t **bp)
         zmq_ctx_term(b->ctx);
     if (b->ipc_path[0])
         unlink(b->ipc_path);
+    if (b->held_path[0])
+        unlink(b->held_path);
     if (b->tap_path[0])
         unlink(b->tap_path);
     for (size_t i = 0; i < b->ndelayed; i++)
@@ -764,6 +777,16 @@ const char *bus_endpoint(bus_t *b)
 {
     return b->ep;
 }
+int bus_open_ipc(bus_t *b, err_t *err)
+{
+    if (!b->held_path[0])
+        return 0;
+    if (rename(b->held_path, b->ipc_path) < 0)
+        return err_errno(err, "bus: rename %s to %s", b->held_path, b->ipc_path);
+    b->held_path[0] = 0;
+    return 0;
+}
+
 const char *bus_ipc_endpoint(bus_t *b)
 {
     return b->ep_ipc[0] ? b->ep_ipc : NULL;

@@ -16,6 +16,7 @@
 #define HUSK_BUS_H
 
 #include "common/err.h"
+#include <stdbool.h>
 
 typedef struct bus bus_t;
 
@@ -25,12 +26,18 @@ typedef struct bus_opts {
     int supervise_ms;   /* heartbeat period; 0 = 1000, < 0 = no supervision */
     int miss_limit;     /* silent periods before actor.down; 0 = 3 */
     const char *faults; /* rules applied at start, after those in HUSK_FAULTS */
+    /* bind bus.sock under a private name until bus_open_ipc(): a client that
+     * waits for bus.sock to appear must find every actor already routable */
+    bool hold_ipc;
 } bus_opts_t;
 
 /* Starts the broker thread.  Caller owns return value and must destroy it
  * when done.  Fails on a bad fault rule, an unusable dir, or zmq errors. */
 int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err);
 
+/* Gives the held ipc socket its public name (<dir>/bus.sock); a no-op
+ * unless the bus was made with hold_ipc. */
+int bus_open_ipc(bus_t *bus, err_t *err);
 /* Stops the broker and terminates the context; every actor must have been
  * stopped first.  Idempotent, NULLs *bus. */
 void bus_destroy(bus_t **bus);

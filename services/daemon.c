@@ -88,7 +88,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
         goto out;
     }
     snprintf(dir, sizeof dir, "%s/%s", o->root, o->sandbox_id);
-    bus_opts_t bo = {.dir = dir, .name = o->sandbox_id};
+    bus_opts_t bo = {.dir = dir, .name = o->sandbox_id, .hold_ipc = true};
     if ((rc = bus_new(&bo, &bus, err)) < 0)
         goto out;
     done_fd = eventfd(0, EFD_CLOEXEC);
@@ -117,6 +117,8 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
         if ((rc = o->frontend_start(&ao, fe_fd, o->frontend_arg, &fe, err)) < 0)
             goto out;
     }
+    if ((rc = bus_open_ipc(bus, err)) < 0) /* clients wait for bus.sock: all is up now */
+        goto out;
     log_info("sandbox daemon up: backend %s, bus %s", cfg->backend ? cfg->backend : "qemu",
              bus_ipc_endpoint(bus));
     if (o->ready)

@@ -599,6 +599,39 @@ static void test_client_call_over_ipc_reply_error_and_timeout(void **s)
     fx_free(f);
 }
 
+/* A held bus.sock appears only when the owner says all is up, and then
+ * carries requests to actors started before. */
+static void test_held_ipc_socket_appears_on_open(void **s)
+{
+    (void)s;
+    struct fixture *f = calloc(1, sizeof *f);
+    pthread_mutex_init(&f->es.mu, NULL);
+    probe_setup(&f->p);
+    strcpy(f->dir, "/tmp/husk-test-bus-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    err_t err = ERR_INIT;
+    bus_opts_t o = {.supervise_ms = -1, .dir = f->dir, .hold_ipc = true};
+    assert_int_equal(bus_new(&o, &f->bus, &err), 0);
+    char path[128];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/bus.sock", f->dir);
+    assert_int_equal(stat(path, &st), -1);
+    fx_start(f, script_nothing);
+    assert_int_equal(bus_open_ipc(f->bus, &err), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(bus_open_ipc(f->bus, &err), 0); /* once is enough */
+    bus_client_t *c = NULL;
+    assert_int_equal(bus_client_new(bus_ipc_endpoint(f->bus), "cli-held", &c, &err), 0);
+    msg_t *m = msg_new(MSG_BUS_ECHO), *reply = NULL;
+    ((msg_bus_echo_t *)m->body)->seq = 4;
+    assert_int_equal(bus_client_call(c, "echo", &m, 2000, &reply, &err), 0);
+    assert_int_equal(MSG_BODY(reply, BUS_ECHO, bus_echo)->seq, 4);
+    msg_destroy(&reply);
+    bus_client_destroy(&c);
+    fx_free(f); /* checks that bus.sock is gone */
+}
+
 int main(int argc, char **argv)
 {
     /* the ipc peer helper sits in ../tests/helpers relative to this binary */
@@ -630,6 +663,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actor_start_fails_cleanly_without_broker),
         cmocka_unit_test(test_actor_init_failure_reported_by_start),
         cmocka_unit_test(test_client_call_over_ipc_reply_error_and_timeout),
+        cmocka_unit_test(test_held_ipc_socket_appears_on_open),
     };
     return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }
