@@ -185,6 +185,13 @@ int hv_qemu_build_argv(const struct hv_qemu_argv_in *in, char ***argv, err_t *er
     hv_qemu_strv_addf(&s, "socket,id=agent,fd=%d,server=on,wait=off", HV_QEMU_AGENT_FD);
     hv_qemu_strv_add(&s, "-device");
     hv_qemu_strv_add(&s, "virtserialport,bus=vser0.0,chardev=agent,name=agent.0");
+    /* entropy from the host: without it the guest's crng is seeded by jitter
+     * only, and the first read of /dev/urandom (jansson's hash seed in the
+     * agent, or any getrandom() in a container) waits ~1.5 s under TCG */
+    hv_qemu_strv_add(&s, "-object");
+    hv_qemu_strv_add(&s, "rng-builtin,id=rng0");
+    hv_qemu_strv_add(&s, "-device");
+    hv_qemu_strv_addf(&s, "virtio-rng%s,rng=rng0", a.pci_suffix);
     for (size_t i = 0; i < cfg->n_shares; i++) {
         const struct hv_share *sh = &cfg->shares[i];
         if ((r = check_opt_value("share path", sh->host_path, err)) < 0 ||

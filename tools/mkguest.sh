@@ -58,9 +58,9 @@ AGENT=$ROOT/build/bin/husk-agent
 CACHE=$ROOT/build/guest-cache
 COMPRESS=none
 FORCE=0
-MODULES_DEFAULT="virtio_pci virtio_mmio virtio_console 9p 9pnet_virtio virtio_net virtio_blk overlay ext4"
+MODULES_DEFAULT="virtio_pci virtio_mmio virtio_console virtio_rng 9p 9pnet_virtio virtio_net virtio_blk overlay ext4"
 MODULES=$MODULES_DEFAULT
-EARLY="virtio_pci virtio_mmio virtio_console 9p 9pnet_virtio"
+EARLY="virtio_pci virtio_mmio virtio_console virtio_rng 9p 9pnet_virtio"
 KPKG_META=linux-image-amd64
 BBPKG=busybox-static
 

@@ -90,6 +90,9 @@ static void test_hv_qemu_q35_tcg_has_hardening_and_channels(void **s)
     assert_true(find_opt(a, "-mon", "chardev=qmp,mode=control") >= 0);
     assert_true(find_opt(a, "-chardev", "socket,id=agent,fd=4,server=on,wait=off") >= 0);
     assert_true(find_opt(a, "-device", "virtio-serial-pci,id=vser0") >= 0);
+    /* host entropy, or the guest's first getrandom() waits for jitter */
+    assert_true(find_opt(a, "-object", "rng-builtin,id=rng0") >= 0);
+    assert_true(find_opt(a, "-device", "virtio-rng-pci,rng=rng0") >= 0);
     assert_true(find_opt(a, "-device", "virtserialport,bus=vser0.0,chardev=agent,name=agent.0") >=
                 0);
     assert_true(find_opt(a, "-chardev", "file,id=console,path=/run/sb/console.log") >= 0);
@@ -173,6 +176,7 @@ static void test_hv_qemu_microvm_uses_mmio_and_no_slots(void **s)
     char **a = build(&c, HV_ACCEL_TCG, 0);
     assert_true(has_prefix(a, "-machine", "microvm,"));
     assert_true(find_opt(a, "-device", "virtio-serial-device,id=vser0") >= 0);
+    assert_true(find_opt(a, "-device", "virtio-rng-device,rng=rng0") >= 0);
     assert_true(find_opt(a, "-fsdev",
                          "local,id=fs-rootfs,path=/srv/share,security_model=none,readonly=on") >=
                 0);
