@@ -283,10 +283,15 @@ static void test_cli_cmd_dead_daemon_reports_stopped(void **state)
     /* list: sorted by id, both stopped */
     assert_int_equal(HUSK(f, "list", "-q"), 0);
     assert_string_equal(f->out, "c0\nc1\n");
-    assert_int_equal(HUSK(f, "list", "--format", "json"), 0);
+    int rc = HUSK(f, "list", "--format", "json");
+    if (rc)
+        fail_msg("list --format json: %d: %s", rc, f->err);
     j = json_loads(f->out, 0, &je);
     assert_non_null(j);
     assert_int_equal(json_array_size(j), 2);
+    for (size_t i = 0; i < 2; i++) /* the persisted owner_uid is 0 */
+        assert_string_equal(json_string_value(json_object_get(json_array_get(j, i), "owner")),
+                            "root");
     assert_string_equal(json_string_value(json_object_get(json_array_get(j, 1), "status")),
                         "stopped");
     json_decref(j);
