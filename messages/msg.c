@@ -271,6 +271,9 @@ static int pack_body(msgpack_packer *pk, msg_type_t type, const void *body, err_
         case MSG_K_STR:
         case MSG_K_JSON: {
             const char *s = *(char *const *)p;
+            /* an unset JSON field is JSON null, as the decoder reads a missing one */
+            if (!s && f->kind == MSG_K_JSON)
+                s = "null";
             if (check_len(f, s ? strlen(s) : 0, err) < 0)
                 return -EMSGSIZE;
             pack_str(pk, s);

@@ -415,7 +415,6 @@ static int cmd_list(cli_opts_t *o)
             if (!views)
                 abort();
             if (load_view(store, sbs[i], ids[k], &views[nv], &err) == 0) {
-                views[nv].st.owner = views[nv].owner;
                 nv++;
             } else {
                 log_warn("list: %s, ignoring", err_str(&err));
@@ -424,12 +423,16 @@ static int cmd_list(cli_opts_t *o)
         }
         persist_strv_free(ids);
     }
-    qsort(views, nv, sizeof *views, view_cmp);
+    if (nv > 1) /* qsort(NULL, 0) is undefined */
+        qsort(views, nv, sizeof *views, view_cmp);
     cli_state_t *sts = calloc(nv + 1, sizeof *sts);
     if (!sts)
         abort();
-    for (size_t i = 0; i < nv; i++)
+    for (size_t i = 0; i < nv; i++) {
         sts[i] = views[i].st;
+        /* here, not before: realloc and qsort move the views */
+        sts[i].owner = views[i].owner;
+    }
     char *s = o->quiet                     ? cli_format_list_quiet(sts, nv)
               : !strcmp(o->format, "json") ? cli_format_list_json(sts, nv)
                                            : cli_format_list_table(sts, nv);

@@ -1091,11 +1091,12 @@ static void h_create_container(struct agent *ag, const msg_t *req)
         return reply_err_id(ag, req->id, EINVAL, "spec: process is required");
     }
     if ((!b->rootfs || !*b->rootfs) && !agent_path_valid(spec->root_path)) {
+        reply_err_id(ag, req->id, EINVAL,
+                     "spec root.path '%.200s': must be an absolute guest path without . "
+                     "or .. (or give rootfs)",
+                     spec->root_path ? spec->root_path : "");
         oci_spec_destroy(&spec);
-        return reply_err_id(ag, req->id, EINVAL,
-                            "spec root.path '%.200s': must be an absolute guest path without . "
-                            "or .. (or give rootfs)",
-                            spec->root_path);
+        return;
     }
     if (mount_storages(ag, b->storages, &err) < 0) {
         oci_spec_destroy(&spec);

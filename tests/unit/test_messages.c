@@ -443,6 +443,26 @@ static void test_msg_unknown_fields_skipped_missing_fields_defaulted(void **s)
     msg_destroy(&m);
 }
 
+static void test_msg_unset_json_field_roundtrips_as_null(void **s)
+{
+    /* agent.create_container with storages never set: what is encoded must decode */
+    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+    msg_set_str(&((msg_agent_create_container_t *)m->body)->container_id, "c1");
+    msg_set_str(&((msg_agent_create_container_t *)m->body)->spec, "{}");
+    uint8_t *buf = NULL;
+    size_t len;
+    err_t err = ERR_INIT;
+    assert_int_equal(msg_encode(m, &buf, &len, &err), 0);
+    msg_t *d = NULL;
+    if (msg_decode(buf, len, &d, &err) < 0)
+        fail_msg("decode: %s", err_str(&err));
+    assert_string_equal(((msg_agent_create_container_t *)d->body)->storages, "null");
+    assert_string_equal(((msg_agent_create_container_t *)d->body)->spec, "{}");
+    free(buf);
+    msg_destroy(&d);
+    msg_destroy(&m);
+}
+
 static void test_msg_encode_rejects_over_limit_fields(void **s)
 {
     msg_t *m = msg_new(MSG_TEST_ALL);
@@ -509,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_msg_decode_deep_nesting_is_bounded),
         cmocka_unit_test(test_msg_decode_envelope_errors_are_named),
         cmocka_unit_test(test_msg_unknown_fields_skipped_missing_fields_defaulted),
+        cmocka_unit_test(test_msg_unset_json_field_roundtrips_as_null),
         cmocka_unit_test(test_msg_encode_rejects_over_limit_fields),
         cmocka_unit_test(test_msg_error_reply_carries_status),
         cmocka_unit_test(test_mpread_integer_widths_and_ranges),
