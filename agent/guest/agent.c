@@ -271,6 +271,40 @@ static int read_file(const char *path, char *buf, size_t cap)
     return (int)n;
 }
 
+static uint64_t kv_get(const char *buf, const char *key, bool *found)
+{
+    size_t kl = strlen(key);
+    for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (!strncmp(l, key, kl) && l[kl] == ' ') {
+            *found = true;
+            return strtoull(l + kl + 1, NULL, 10);
+        }
+    }
+    return 0;
+}
+
+/* Sends agent.oom when the container's memory.events counts a new OOM kill.
+ * Also called when one of its processes is reaped: the kernel counts the
+ * kill before it sends SIGKILL, so the OOM is reported before the exit. */
+static void oom_check(struct agent *ag, struct ctr *c)
+{
+    if (c->oom_wd < 0)
+        return;
+    char path[4200], data[1024];
+    snprintf(path, sizeof path, "%s/memory.events", c->cgroup);
+    bool f = false;
+    uint64_t k = read_file(path, data, sizeof data) > 0 ? kv_get(data, "oom_kill", &f) : 0;
+    if (k <= c->oom_kills)
+        return;
+    c->oom_kills = k;
+    msg_t *m = msg_new(MSG_AGENT_OOM);
+    if (!m)
+        return;
+    msg_set_str(&((msg_agent_oom_t *)m->body)->container_id, c->id);
+    ((msg_agent_oom_t *)m->body)->oom_kills = k;
+    send_msg(ag, &m);
+}
+
 static int write_file(const char *path, const char *data, err_t *err)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -666,6 +700,7 @@ static void on_child_exit(struct agent *ag, pid_t pid, int st)
                       p->exec_id[0] ? p->exec_id : "init", (int)pid, p->status);
             if (!p->exec_id[0])
                 c->state = CTR_STOPPED;
+            oom_check(ag, c);
             stdin_fail_all(p, EPIPE, "process exited");
             stdin_close(p);
             maybe_report(p);
@@ -1057,9 +1092,8 @@ static void watch_oom(struct agent *ag, struct ctr *c)
     snprintf(path, sizeof path, "%s/memory.events", c->cgroup);
     if (read_file(path, buf, sizeof buf) < 0)
         return; /* no memory controller here */
-    char *k = strstr(buf, "oom_kill ");
-    if (k)
-        c->oom_kills = strtoull(k + 9, NULL, 10);
+    bool f = false;
+    c->oom_kills = kv_get(buf, "oom_kill", &f);
     c->oom_wd = inotify_add_watch(ag->ino, path, IN_MODIFY);
 }
 
@@ -1472,18 +1506,6 @@ static void h_update_container(struct agent *ag, const msg_t *req)
         return reply_err_t(ag, req, &err);
     }
     reply_ok(ag, req);
-}
-
-static uint64_t kv_get(const char *buf, const char *key, bool *found)
-{
-    size_t kl = strlen(key);
-    for (const char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-        if (!strncmp(l, key, kl) && l[kl] == ' ') {
-            *found = true;
-            return strtoull(l + kl + 1, NULL, 10);
-        }
-    }
-    return 0;
 }
 
 static void h_stats_container(struct agent *ag, const msg_t *req)
@@ -1916,24 +1938,9 @@ static void on_inotify(evutil_socket_t fd, short what, void *arg)
     while ((n = read(ag->ino, buf, sizeof buf)) > 0) {
         for (char *p = buf; p < buf + n;) {
             struct inotify_event *ev = (struct inotify_event *)p;
-            for (struct ctr *c = ag->ctrs; c; c = c->next) {
-                if (c->oom_wd != ev->wd)
-                    continue;
-                char path[4200], data[1024];
-                snprintf(path, sizeof path, "%s/memory.events", c->cgroup);
-                bool f = false;
-                uint64_t k =
-                    read_file(path, data, sizeof data) > 0 ? kv_get(data, "oom_kill", &f) : 0;
-                if (k > c->oom_kills) {
-                    c->oom_kills = k;
-                    msg_t *m = msg_new(MSG_AGENT_OOM);
-                    if (m) {
-                        msg_set_str(&((msg_agent_oom_t *)m->body)->container_id, c->id);
-                        ((msg_agent_oom_t *)m->body)->oom_kills = k;
-                        send_msg(ag, &m);
-                    }
-                }
-            }
+            for (struct ctr *c = ag->ctrs; c; c = c->next)
+                if (c->oom_wd == ev->wd)
+                    oom_check(ag, c);
             p += sizeof *ev + ev->len;
         }
     }

@@ -1,13 +1,21 @@
 #!/bin/bash
 # e2e: containerd-shim-husk-v2 under a real containerd 1.6 (issue 7).
 #
-# Starts a private containerd (own root, state, sockets, opt dir, config)
-# in its own mount namespace with a tmpfs on /run/containerd (1.6 keeps
-# shim sockets there whatever --state says), imports a busybox image built
-# here (umoci + skopeo, no registry) and drives the shim with ctr under
-# HUSK_HYPERVISOR=local.  Leaves nothing behind, whatever fails (trap).
+# A private containerd (own root, state, sockets, opt dir, config) runs in a
+# mount namespace of the test's own, kept alive by a bind mount of its nsfs
+# file ($T/ns/mnt), with a tmpfs on /run/containerd (1.6 keeps shim sockets
+# there whatever --state says).  containerd is started with nsenter into
+# that namespace, so that a restarted containerd finds the shims' sockets.
+# The busybox image is built here (umoci + skopeo, no registry).
 #
-#   B=build-shim tests/e2e/shim_containerd.sh
+# Two runtimes: io.containerd.husk.v2 (the shim, local backend through the
+# husk.conf in containerd's environment) and io.containerd.huskqemu.v2 (a
+# wrapper in the opt dir that gives the same shim a qemu TCG husk.conf).
+# The local pass covers the whole TaskService; the qemu pass is lean: run
+# --rm, run -d + exec + containerd restart + kill + delete, a pod of two in
+# one shim and one VM, OOM.  Leaves nothing behind, whatever fails (trap).
+#
+#   B=build tests/e2e/shim_containerd.sh      (HUSK_SHIM_QEMU=0: no qemu pass)
 #
 # Exit 77 (skip) with a reason when containerd cannot run here.
 set -u
@@ -21,21 +29,31 @@ skip() { echo "# skip: $*"; exit 77; }
 for t in containerd ctr umoci skopeo unshare nsenter script timeout; do
     command -v $t >/dev/null || skip "$t not installed (tools/deps.sh)"
 done
+[ -x /bin/busybox ] || skip "busybox-static is not installed"
 [ -x "$SHIM" ] && [ -x "$AGENT" ] || skip "build $SHIM and $AGENT first (make B=$B)"
 
 T=$(mktemp -d /tmp/husk-shim-e2e.XXXXXX)
 S=$T/containerd.sock
-A=(-a "$S" -n husk-e2e)
+NSP=husk-e2e
+A=(-a "$S" -n $NSP)
+# container ids carry the test's pid: the local backend names host cgroups
+# (husk-agent.<sandbox id>) after them, and other suites may run meanwhile
+X=$$
 RUN_CREATED=0
 CTRD_PID=
 FAILS=0
 N=0
 
-# Every process started under $T (containerd, shims, agents), by pid.
+# Every process of the test: command line naming $T, or in its mount namespace.
 our_pids() {
-    local p
+    local p ino
+    ino=$(stat -L -c %i "$T/ns/mnt" 2>/dev/null)
+    [ "$ino" = "$(stat -L -c %i /proc/self/ns/mnt)" ] && ino= # not bound (yet)
     for p in /proc/[0-9]*; do
-        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$T/" && echo "${p#/proc/}"
+        if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$T/" ||
+            { [ -n "$ino" ] && [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$ino" ]; }; then
+            [ "${p#/proc/}" != $$ ] && [ "${p#/proc/}" != "$BASHPID" ] && echo "${p#/proc/}"
+        fi
     done
 }
 
@@ -45,14 +63,18 @@ cleanup() {
         kill -TERM "$CTRD_PID"
         for _ in $(seq 50); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.1; done
     fi
-    # shims outlive containerd by design: stop them (and their agents) by pid
+    # shims outlive containerd by design: stop them (and agents, VMs) by pid
     for pid in $(our_pids); do kill -TERM "$pid" 2>/dev/null; done
-    for _ in $(seq 30); do [ -z "$(our_pids)" ] && break; sleep 0.1; done
+    for _ in $(seq 50); do [ -z "$(our_pids)" ] && break; sleep 0.1; done
     for pid in $(our_pids); do kill -KILL "$pid" 2>/dev/null; done
     sleep 0.2
-    # the mount namespace (tmpfs /run/containerd, overlays) died with them
+    # the namespace (tmpfs /run/containerd, overlays) goes with its last
+    # process and the nsfs bind mount
     grep -F " $T/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
     [ "$RUN_CREATED" = 1 ] && rmdir /run/containerd 2>/dev/null
+    for d in /sys/fs/cgroup/*/husk-agent.*-$X /sys/fs/cgroup/unified/husk-agent.*-$X; do
+        [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -68,34 +90,34 @@ check() { # name, command...: ok when the command succeeds
     local out
     if out=$("$@" 2>&1); then ok "$name"; else notok "$name" "$out"; fi
 }
-ctr_() { timeout 60 ctr "${A[@]}" "$@"; }
-RT=(--runtime io.containerd.husk.v2 --fifo-dir "$T/fifo")
-# ctr adds cpu.shares=1024; on a hybrid-cgroup host the local backend's
-# agent has no cpu controller on the unified hierarchy, so ask for none.
-LIM=(--cpu-shares 0)
+ctr_() { timeout -k 5 "${TMO:-60}" ctr "${A[@]}" "$@"; }
+wait_stopped() { # id: until `task ls` says STOPPED (20 s at most)
+    for _ in $(seq 200); do ctr_ task ls 2>/dev/null | grep -qE "^$1 .* STOPPED" && return 0; sleep 0.1; done
+    return 1
+}
+task_pid() { ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'; }
+# `ctr events` in the background, into $T/$1.events; events_stop ends it
+events_start() {
+    ctr "${A[@]}" events >"$T/$1.events" 2>&1 &
+    EV=$!
+    # subscribed once an event of our own shows up (a namespace label)
+    local i
+    for i in $(seq 100); do
+        ctr_ namespaces label $NSP husk-e2e-ping=$i >/dev/null 2>&1
+        grep -q '/namespaces/update' "$T/$1.events" 2>/dev/null && return 0
+        sleep 0.1
+    done
+}
+events_stop() { sleep 0.3; kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null; }
 
-# ---- image, config, containerd ------------------------------------------------
-mkdir -p "$T/opt/bin" "$T/fifo" "$T/husk" "$T/image"
-(
-    cd "$T/image" || exit 1
-    umoci init --layout oci && umoci new --image oci:busybox &&
-        umoci unpack --image oci:busybox bundle || exit 1
-    R=bundle/rootfs
-    mkdir -p $R/bin $R/etc $R/tmp $R/proc $R/sys $R/dev $R/root $R/var $R/usr && chmod 1777 $R/tmp
-    cp "$(command -v busybox || echo /bin/busybox)" $R/bin/busybox || exit 1
-    for a in $($R/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$R/bin/$a"; done
-    ln -s ../bin $R/usr/bin && ln -s bin $R/sbin
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >$R/etc/passwd && printf 'root:x:0:\n' >$R/etc/group
-    umoci repack --image oci:busybox bundle &&
-        umoci config --image oci:busybox --config.cmd /bin/sh \
-            --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            --config.workingdir / --architecture amd64 --os linux &&
-        umoci gc --layout oci && rm -rf bundle &&
-        skopeo copy oci:oci:busybox docker-archive:busybox.tar:localhost/busybox:latest
-) >"$T/image.log" 2>&1 || skip "cannot build the busybox image: $(tail -2 "$T/image.log")"
+# ---- image, configs, mount namespace, containerd --------------------------------------
+. "$ROOT/tests/helpers/busybox_image.sh"
+build_busybox_image "$T/image" || skip "cannot build the busybox image: $(tail -2 "$T/image/image.log")"
+IMG=localhost/busybox:latest
+mkdir -p "$T/opt/bin" "$T/fifo" "$T/husk" "$T/ns"
 # a plain rootfs directory for `ctr run --rootfs`
 mkdir -p "$T/rootfs/bin" "$T/rootfs/proc" "$T/rootfs/dev" "$T/rootfs/sys" "$T/rootfs/tmp"
-cp "$(command -v busybox || echo /bin/busybox)" "$T/rootfs/bin/busybox"
+cp /bin/busybox "$T/rootfs/bin/busybox"
 for a in sh sleep echo cat ls; do ln -sf busybox "$T/rootfs/bin/$a"; done
 
 cat >"$T/config.toml" <<EOF
@@ -117,114 +139,239 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     path = "$T/opt"
 EOF
 printf '[runtime]\nroot = %s/husk\nhypervisor = local\n' "$T" >"$T/husk.conf"
+printf '[runtime]\nroot = %s/husk\nhypervisor = qemu\n[hypervisor]\nkernel = %s\ninitrd = %s\n' \
+    "$T" "$ROOT/$B/guest/vmlinux" "$ROOT/$B/guest/initrd.img" >"$T/husk-qemu.conf"
 ln -s "$SHIM" "$T/opt/bin/containerd-shim-husk-v2"
+printf '#!/bin/sh\nHUSK_CONFIG=%s exec %s "$@"\n' "$T/husk-qemu.conf" "$SHIM" >"$T/opt/bin/containerd-shim-huskqemu-v2"
+chmod +x "$T/opt/bin/containerd-shim-huskqemu-v2"
 
 [ -d /run/containerd ] || { mkdir -p /run/containerd && RUN_CREATED=1; }
-(
-    for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
-    exec env HUSK_CONFIG="$T/husk.conf" HUSK_HYPERVISOR=local setsid unshare -m --propagation private \
-        sh -c "mount -t tmpfs -o mode=0711 husk-e2e-run /run/containerd && exec containerd --config '$T/config.toml'" \
-        </dev/null >"$T/containerd.log" 2>&1
-) &
-CTRD_PID=$!
-for _ in $(seq 100); do [ -S "$S" ] && break; kill -0 $CTRD_PID 2>/dev/null || break; sleep 0.1; done
-[ -S "$S" ] || skip "containerd did not start: $(tail -3 "$T/containerd.log")"
-ctr_ images import "$T/image/busybox.tar" >/dev/null 2>&1 || skip "ctr images import failed"
-IMG=localhost/busybox:latest
-in_ns() { nsenter --mount=/proc/$CTRD_PID/ns/mnt "$@"; }
+# the namespace outlives containerd: bound on $T/ns/mnt (a private mount,
+# or the kernel refuses to bind an nsfs file)
+{ mount --bind "$T/ns" "$T/ns" && mount --make-private "$T/ns" && : >"$T/ns/mnt" &&
+    unshare --mount="$T/ns/mnt" --propagation private \
+        mount -t tmpfs -o mode=0711 husk-e2e-run /run/containerd; } >"$T/ns.log" 2>&1 ||
+    skip "cannot make a mount namespace: $(cat "$T/ns.log")"
+in_ns() { nsenter --mount="$T/ns/mnt" "$@"; }
+
+start_containerd() {
+    (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+        exec env -u HUSK_HYPERVISOR HUSK_CONFIG="$T/husk.conf" setsid nsenter --mount="$T/ns/mnt" \
+            containerd --config "$T/config.toml" </dev/null >>"$T/containerd.log" 2>&1
+    ) &
+    CTRD_PID=$!
+    # the socket file of a killed containerd remains: wait for an answer
+    for _ in $(seq 150); do
+        ctr "${A[@]}" version >/dev/null 2>&1 && return 0
+        kill -0 $CTRD_PID 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+start_containerd || skip "containerd did not start: $(tail -3 "$T/containerd.log")"
+ctr_ images import "$T/image/busybox-docker.tar" >/dev/null 2>&1 || skip "ctr images import failed"
 echo "# containerd $(containerd --version | awk '{print $3}') pid $CTRD_PID in $T"
 
-# ---- run --rm: output, stderr, exit status --------------------------------------------
-out=$(ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG r1 sh -c 'echo hello-out; echo hello-err >&2; exit 3' </dev/null 2>"$T/r1.err")
-rc=$?
-if [ "$out" = hello-out ] && [ $rc -eq 3 ] && grep -q hello-err "$T/r1.err"; then
-    ok "run --rm: stdout, stderr and exit status 3"
+# ---- the flows ---------------------------------------------------------------------------
+# BE: local|qemu; RT: ctr run's runtime flags; LIM: resource flags
+run_rm() {
+    local id=r1-$BE-$X out rc
+    out=$(TMO=150 ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG $id sh -c 'echo hello-out $(uname -r); echo hello-err >&2; exit 3' </dev/null 2>"$T/$id.err")
+    rc=$?
+    if [ "${out% *}" = hello-out ] && [ $rc -eq 3 ] && grep -q hello-err "$T/$id.err"; then
+        ok "$BE: run --rm: stdout, stderr and exit status 3 (kernel ${out#* })"
+    else
+        notok "$BE: run --rm: stdout, stderr and exit status 3" "rc=$rc out=$out err=$(cat "$T/$id.err")"
+    fi
+    KERNEL=${out#* }
+}
+
+# run -d, exec, [local: ps, pause/resume, metrics, refused delete],
+# containerd killed and started again, then exec, kill, delete through the
+# shim it finds again (and the events it forwards to the new containerd)
+run_d_restart() {
+    local id=d1-$BE-$X out rc pid1 pid2
+    TMO=150 check "$BE: run -d" ctr_ run -d "${RT[@]}" "${LIM[@]}" $IMG $id sleep 1000
+    out=$(ctr_ task ls 2>&1)
+    echo "$out" | grep -qE "^$id +[0-9]+ +RUNNING" && ok "$BE: task ls: RUNNING" || notok "$BE: task ls: RUNNING" "$out"
+    out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id e1 $id sh -c 'echo exec-ok; exit 5' </dev/null 2>&1)
+    rc=$?
+    [ "$out" = exec-ok ] && [ $rc -eq 5 ] && ok "$BE: task exec: output and exit status 5" ||
+        notok "$BE: task exec: output and exit status 5" "rc=$rc $out"
+    if [ "$BE" = local ]; then
+        out=$(ctr_ task ps $id 2>&1)
+        [ "$(echo "$out" | tail -n +2 | grep -cE '^[0-9]+')" -ge 1 ] && ok "$BE: task ps" || notok "$BE: task ps" "$out"
+        check "$BE: task pause" ctr_ task pause $id
+        out=$(ctr_ task ls 2>&1)
+        echo "$out" | grep -qE "^$id .* PAUSED" && ok "$BE: paused state" || notok "$BE: paused state" "$out"
+        check "$BE: task resume" ctr_ task resume $id
+        out=$(ctr_ task ls 2>&1)
+        echo "$out" | grep -qE "^$id .* RUNNING" && ok "$BE: running again" || notok "$BE: running again" "$out"
+        out=$(ctr_ task metrics $id 2>&1)
+        echo "$out" | grep -q 'pids.current' && ok "$BE: task metrics (cgroups v2 Metrics)" || notok "$BE: task metrics" "$out"
+        out=$(ctr_ task delete $id 2>&1)
+        [ $? -ne 0 ] && ok "$BE: task delete of a running task refused" ||
+            notok "$BE: task delete of a running task refused" "$out"
+    fi
+
+    # containerd dies (SIGKILL) and comes back on the same root, state and socket
+    pid1=$(task_pid $id) # the task pid is the shim's (docs/shim.md)
+    kill -KILL $CTRD_PID
+    wait $CTRD_PID 2>/dev/null
+    if start_containerd; then
+        ok "$BE: containerd killed and started again (pid $CTRD_PID)"
+    else
+        notok "$BE: containerd killed and started again" "$(tail -5 "$T/containerd.log")"
+        return
+    fi
+    pid2=$(task_pid $id)
+    out=$(ctr_ task ls 2>&1)
+    echo "$out" | grep -qE "^$id +$pid1 +RUNNING" && [ "$pid1" = "$pid2" ] &&
+        ok "$BE: after the restart: still RUNNING, same shim (pid $pid1)" ||
+        notok "$BE: after the restart: still RUNNING, same shim" "pid before=$pid1 $out"
+    events_start restart-$BE
+    out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id e2 $id sh -c 'echo exec-after-restart; exit 6' </dev/null 2>&1)
+    rc=$?
+    [ "$out" = exec-after-restart ] && [ $rc -eq 6 ] && ok "$BE: after the restart: task exec (exit 6)" ||
+        notok "$BE: after the restart: task exec (exit 6)" "rc=$rc $out"
+    check "$BE: after the restart: task kill -s SIGKILL" ctr_ task kill -s SIGKILL $id
+    wait_stopped $id && ok "$BE: after the restart: STOPPED after kill" ||
+        notok "$BE: after the restart: STOPPED after kill" "$(ctr_ task ls 2>&1)"
+    out=$(ctr_ task delete $id 2>&1)
+    [ $? -eq 0 ] && ok "$BE: after the restart: task delete (status 137)" || notok "$BE: after the restart: task delete" "$out"
+    check "$BE: after the restart: container rm" ctr_ containers rm $id
+    events_stop
+    # the shim forwards to the new containerd: its exec and exit events arrive
+    out=$(grep -E "/tasks/(exec-started|exit|delete) " "$T/restart-$BE.events" | grep -F "\"$id\"")
+    echo "$out" | grep -q '/tasks/exec-started' && echo "$out" | grep -q '"exit_status":137' &&
+        echo "$out" | grep -q '/tasks/delete' &&
+        ok "$BE: after the restart: exec-started, exit (137), delete events reach the new containerd" ||
+        notok "$BE: after the restart: events reach the new containerd" "$(cat "$T/restart-$BE.events")"
+    for _ in $(seq 100); do kill -0 "$pid1" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$pid1" ] && ! kill -0 "$pid1" 2>/dev/null && ok "$BE: the shim (pid $pid1) exited after the delete" ||
+        notok "$BE: the shim exited after the delete" "pid [$pid1] alive: $(tr '\0' ' ' <"/proc/$pid1/cmdline" 2>/dev/null)"
+}
+
+# a pod: two containers in one shim (and, with qemu, one VM)
+pod() {
+    local p=pod1-$BE-$X a1 a2 p1 p2 out nvm
+    local POD=(--annotation io.kubernetes.cri.sandbox-id=$p)
+    TMO=150 check "$BE: pod: sandbox container" ctr_ run -d "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+        --annotation io.kubernetes.cri.container-type=sandbox $IMG $p sleep 1000
+    if [ "$BE" = local ]; then
+        # with the local backend the agent does not see mounts made after
+        # it started (docs/shim.md), and an image rootfs is an overlay mount
+        check "$BE: pod: second container" ctr_ run -d --rootfs "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+            --annotation io.kubernetes.cri.container-type=container "$T/rootfs" $p-c1 /bin/sleep 1000
+    else
+        check "$BE: pod: second container (image rootfs, shared into the running VM)" ctr_ run -d "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+            --annotation io.kubernetes.cri.container-type=container $IMG $p-c1 /bin/sleep 1000
+    fi
+    a1=$(cat "$T/state/io.containerd.runtime.v2.task/$NSP/$p/address" 2>/dev/null)
+    a2=$(cat "$T/state/io.containerd.runtime.v2.task/$NSP/$p-c1/address" 2>/dev/null)
+    p1=$(task_pid $p)
+    p2=$(task_pid $p-c1)
+    [ -n "$a1" ] && [ "$a1" = "$a2" ] && [ -n "$p1" ] && [ "$p1" = "$p2" ] &&
+        ok "$BE: pod: both containers share one shim (pid $p1)" || notok "$BE: pod: one shim" "a1=$a1 a2=$a2 p1=$p1 p2=$p2"
+    if [ "$BE" = qemu ]; then
+        nvm=$(for q in $(our_pids); do case $(readlink "/proc/$q/exe") in */qemu-system-*) echo $q ;; esac; done | wc -l)
+        [ "$nvm" = 1 ] && ok "$BE: pod: one qemu process for the pod" || notok "$BE: pod: one qemu process" "$nvm qemu processes"
+    fi
+    out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id x $p-c1 /bin/echo in-c1 </dev/null 2>&1)
+    [ "$out" = in-c1 ] && ok "$BE: pod: exec in the second container" || notok "$BE: pod: exec in the second container" "$out"
+    for c in $p-c1 $p; do ctr_ task kill -s SIGKILL $c >/dev/null 2>&1; done
+    for c in $p-c1 $p; do
+        wait_stopped $c
+        ctr_ task delete $c >/dev/null 2>&1 && ctr_ containers rm $c >/dev/null 2>&1
+    done
+    out=$(ctr_ task ls -q 2>&1; ctr_ containers ls -q 2>&1)
+    [ -z "$out" ] && ok "$BE: pod: deleted" || notok "$BE: pod: deleted" "$out"
+}
+
+# OOM: a container over its memory limit -> /tasks/oom, then exit 137
+oom() {
+    local id=oom-$BE-$X rc out
+    events_start oom-$BE
+    TMO=150 ctr_ run --rm "${RT[@]}" --memory-limit $((32 << 20)) $IMG $id \
+        sh -c 'echo start; exec dd if=/dev/zero of=/dev/null bs=96M count=1' </dev/null >"$T/$id.out" 2>&1
+    rc=$?
+    events_stop
+    [ $rc -eq 137 ] && grep -q start "$T/$id.out" && ok "$BE: oom: the container over its 32 MiB limit is killed (exit 137)" ||
+        notok "$BE: oom: killed (exit 137)" "rc=$rc $(cat "$T/$id.out")"
+    out=$(grep -oE "/tasks/[a-z-]+ .*\"$id\"" "$T/oom-$BE.events" | awk '{print $1}' | tr '\n' ' ')
+    [ "$out" = "/tasks/create /tasks/start /tasks/oom /tasks/exit /tasks/delete " ] &&
+        ok "$BE: oom: events create start oom exit delete" || notok "$BE: oom: events create start oom exit delete" "$out
+$(cat "$T/oom-$BE.events")"
+}
+
+no_leftovers() {
+    local left socks state cg
+    for _ in $(seq 100); do
+        left=$(for p in $(our_pids); do [ "$p" != "$CTRD_PID" ] && tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-100 && echo; done | grep -v '^containerd \|^$')
+        [ -z "$left" ] && break
+        sleep 0.1
+    done
+    [ -z "$left" ] && ok "$BE: no shim, agent or qemu process left" || notok "$BE: no shim, agent or qemu process left" "$left"
+    socks=$(in_ns ls /run/containerd/s 2>/dev/null)
+    [ -z "$socks" ] && ok "$BE: no shim socket left" || notok "$BE: no shim socket left" "$socks"
+    state=$(ls "$T/husk")
+    [ -z "$state" ] && ok "$BE: no sandbox state left" || notok "$BE: no sandbox state left" "$state"
+    cg=$(ls -d /sys/fs/cgroup/*/husk-agent.*-$X /sys/fs/cgroup/unified/husk-agent.*-$X 2>/dev/null)
+    [ -z "$cg" ] && ok "$BE: no agent cgroup left on the host" || notok "$BE: no agent cgroup left on the host" "$cg"
+}
+
+# ---- local backend: everything ----------------------------------------------------------
+BE=local
+RT=(--runtime io.containerd.husk.v2 --fifo-dir "$T/fifo")
+# ctr adds cpu.shares=1024; on a hybrid-cgroup host the local backend's
+# agent has no cpu controller on the unified hierarchy, so ask for none.
+LIM=(--cpu-shares 0)
+run_rm
+out=$(printf 'piped-in\n' | ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG r2-$X cat 2>&1)
+[ "$out" = piped-in ] && ok "local: run --rm: stdin through the fifo" || notok "local: run --rm: stdin through the fifo" "$out"
+run_d_restart
+out=$(script -qec "timeout --foreground -k 5 60 ctr -a $S -n $NSP run --rm -t ${RT[*]} ${LIM[*]} $IMG t1-$X sh -c 'tty; echo tty-done'" /dev/null 2>&1 </dev/null)
+echo "$out" | grep -q '/dev/pts/' && echo "$out" | grep -q tty-done && ok "local: run -t through a pty" ||
+    notok "local: run -t through a pty" "$out"
+events_start order
+ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG ev1-$X true </dev/null >/dev/null 2>&1
+events_stop
+out=$(grep -oE "/tasks/[a-z-]+ .*\"ev1-$X\"" "$T/order.events" | awk '{print $1}' | tr '\n' ' ')
+[ "$out" = "/tasks/create /tasks/start /tasks/exit /tasks/delete " ] && ok "local: events: create start exit delete" ||
+    notok "local: events: create start exit delete" "$out"
+pod
+# No OOM with the local backend here: the agent applies limits on cgroup v2
+# only, and this hybrid host keeps the memory controller on v1 (the unified
+# hierarchy has none), so the limit is skipped with a warning.
+if grep -qw memory /sys/fs/cgroup/cgroup.controllers /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
+    oom
 else
-    notok "run --rm: stdout, stderr and exit status 3" "rc=$rc out=$out err=$(cat "$T/r1.err")"
+    echo "# local: no OOM check: the host's cgroup v2 hierarchy has no memory controller"
 fi
-out=$(printf 'piped-in\n' | ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG r2 cat 2>&1)
-[ "$out" = piped-in ] && ok "run --rm: stdin through the fifo" || notok "run --rm: stdin through the fifo" "$out"
+no_leftovers
 
-# ---- run -d, exec, ps, pause/resume, metrics, kill, delete ---------------------------------
-check "run -d" ctr_ run -d "${RT[@]}" "${LIM[@]}" $IMG d1 sleep 1000
-out=$(ctr_ task ls 2>&1)
-echo "$out" | grep -qE '^d1 +[0-9]+ +RUNNING' && ok "task ls: RUNNING" || notok "task ls: RUNNING" "$out"
-out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id e1 d1 sh -c 'echo exec-ok; exit 5' </dev/null 2>&1)
-rc=$?
-[ "$out" = exec-ok ] && [ $rc -eq 5 ] && ok "task exec: output and exit status 5" ||
-    notok "task exec: output and exit status 5" "rc=$rc $out"
-out=$(ctr_ task ps d1 2>&1)
-[ "$(echo "$out" | tail -n +2 | grep -cE '^[0-9]+')" -ge 1 ] && ok "task ps" || notok "task ps" "$out"
-check "task pause" ctr_ task pause d1
-out=$(ctr_ task ls 2>&1)
-echo "$out" | grep -qE '^d1 .* PAUSED' && ok "paused state" || notok "paused state" "$out"
-check "task resume" ctr_ task resume d1
-out=$(ctr_ task ls 2>&1)
-echo "$out" | grep -qE '^d1 .* RUNNING' && ok "running again" || notok "running again" "$out"
-out=$(ctr_ task metrics d1 2>&1)
-echo "$out" | grep -q 'pids.current' && ok "task metrics (cgroups v2 Metrics)" || notok "task metrics" "$out"
-out=$(ctr_ task delete d1 2>&1)
-[ $? -ne 0 ] && ok "task delete of a running task refused" || notok "task delete of a running task refused" "$out"
-check "task kill -s SIGKILL" ctr_ task kill -s SIGKILL d1
-for _ in $(seq 50); do ctr_ task ls 2>/dev/null | grep -qE '^d1 .* STOPPED' && break; sleep 0.1; done
-out=$(ctr_ task ls 2>&1)
-echo "$out" | grep -qE '^d1 .* STOPPED' && ok "stopped after kill" || notok "stopped after kill" "$out"
-out=$(ctr_ task delete d1 2>&1)
-[ $? -eq 0 ] && ok "task delete (status 137)" || notok "task delete" "$out"
-check "container rm" ctr_ containers rm d1
-
-# ---- tty --------------------------------------------------------------------------------
-out=$(script -qec "timeout --foreground -k 5 60 ctr -a $S -n husk-e2e run --rm -t ${RT[*]} ${LIM[*]} $IMG t1 sh -c 'tty; echo tty-done'" /dev/null 2>&1 </dev/null)
-echo "$out" | grep -q '/dev/pts/' && echo "$out" | grep -q tty-done && ok "run -t through a pty" ||
-    notok "run -t through a pty" "$out"
-
-# ---- events order ----------------------------------------------------------------------
-ctr "${A[@]}" events >"$T/events" 2>&1 &
-EV=$!
-sleep 0.3
-ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG ev1 true </dev/null >/dev/null 2>&1
-sleep 0.5
-kill $EV 2>/dev/null; wait $EV 2>/dev/null
-order=$(grep -o '/tasks/[a-z-]*' "$T/events" | tr '\n' ' ')
-[ "$order" = "/tasks/create /tasks/start /tasks/exit /tasks/delete " ] && ok "events: create start exit delete" ||
-    notok "events: create start exit delete" "$order"
-
-# ---- one pod, one shim ------------------------------------------------------------------
-POD=(--annotation io.kubernetes.cri.sandbox-id=pod1)
-check "pod: sandbox container" ctr_ run -d "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
-    --annotation io.kubernetes.cri.container-type=sandbox $IMG pod1 sleep 1000
-# The second container uses a plain --rootfs directory: with the local
-# backend the agent's mount namespace does not see mounts made after it
-# started (docs/shim.md), and an image rootfs is an overlay mount.
-check "pod: second container" ctr_ run -d --rootfs "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
-    --annotation io.kubernetes.cri.container-type=container "$T/rootfs" pod1-c1 /bin/sleep 1000
-a1=$(cat "$T/state/io.containerd.runtime.v2.task/husk-e2e/pod1/address" 2>/dev/null)
-a2=$(cat "$T/state/io.containerd.runtime.v2.task/husk-e2e/pod1-c1/address" 2>/dev/null)
-p1=$(ctr_ task ls | awk '$1=="pod1"{print $2}')
-p2=$(ctr_ task ls | awk '$1=="pod1-c1"{print $2}')
-[ -n "$a1" ] && [ "$a1" = "$a2" ] && [ -n "$p1" ] && [ "$p1" = "$p2" ] &&
-    ok "pod: both containers share one shim ($a1)" || notok "pod: one shim" "a1=$a1 a2=$a2 p1=$p1 p2=$p2"
-out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id x pod1-c1 /bin/echo in-c1 </dev/null 2>&1)
-[ "$out" = in-c1 ] && ok "pod: exec in the second container" || notok "pod: exec in the second container" "$out"
-for c in pod1-c1 pod1; do ctr_ task kill -s SIGKILL $c >/dev/null 2>&1; done
-for c in pod1-c1 pod1; do
-    for _ in $(seq 50); do ctr_ task ls 2>/dev/null | grep -qE "^$c .* STOPPED" && break; sleep 0.1; done
-    ctr_ task delete $c >/dev/null 2>&1 && ctr_ containers rm $c >/dev/null 2>&1
-done
-sleep 0.5
-[ -z "$(ctr_ task ls -q 2>/dev/null)" ] && ok "pod: deleted" || notok "pod: deleted" "$(ctr_ task ls)"
-
-# ---- nothing left ------------------------------------------------------------------------
-for _ in $(seq 30); do
-    left=$(for p in $(our_pids); do [ "$p" != "$CTRD_PID" ] && tr '\0' ' ' <"/proc/$p/cmdline" | cut -c1-80; done | grep -v '^containerd ')
-    [ -z "$left" ] && break
-    sleep 0.1
-done
-[ -z "$left" ] && ok "no shim or agent process left" || notok "no shim or agent process left" "$left"
-socks=$(in_ns ls /run/containerd/s 2>/dev/null)
-[ -z "$socks" ] && ok "no shim socket left" || notok "no shim socket left" "$socks"
-state=$(ls "$T/husk")
-[ -z "$state" ] && ok "no sandbox state left" || notok "no sandbox state left" "$state"
+# ---- qemu TCG: the essential flow ----------------------------------------------------------
+if [ "${HUSK_SHIM_QEMU:-1}" != 1 ]; then
+    echo "# qemu pass skipped (HUSK_SHIM_QEMU=${HUSK_SHIM_QEMU})"
+elif ! [ -f "$ROOT/$B/guest/vmlinux" ] || ! [ -f "$ROOT/$B/guest/initrd.img" ]; then
+    echo "# qemu pass skipped: no guest image in $B/guest (make guest)"
+elif ! command -v qemu-system-x86_64 >/dev/null; then
+    echo "# qemu pass skipped: qemu-system-x86_64 not installed"
+else
+    BE=qemu
+    RT=(--runtime io.containerd.huskqemu.v2 --fifo-dir "$T/fifo")
+    LIM=()
+    t0=$(date +%s.%N)
+    run_rm
+    [ -n "$KERNEL" ] && [ "$KERNEL" != "$(uname -r)" ] && ok "qemu: the container ran in the guest kernel ($KERNEL)" ||
+        notok "qemu: the container ran in the guest kernel" "guest=$KERNEL host=$(uname -r)"
+    run_d_restart
+    pod
+    oom
+    no_leftovers
+    echo "# qemu pass: $(echo "$(date +%s.%N) - $t0" | bc) s"
+fi
 
 echo "1..$N"
 [ $FAILS -eq 0 ] || { echo "# containerd log: $T/containerd.log (removed at exit); last lines:"; grep -i 'husk\|shim' "$T/containerd.log" | tail -15 | sed 's/^/#   /'; }
