@@ -1,12 +1,10 @@
 #!/bin/bash
 # e2e: containerd-shim-husk-v2 under a real containerd 1.6 (issue 7).
 #
-# A private containerd (own root, state, sockets, opt dir, config) runs in a
-# mount namespace of the test's own, kept alive by a bind mount of its nsfs
-# file ($T/ns/mnt), with a tmpfs on /run/containerd (1.6 keeps shim sockets
-# there whatever --state says).  containerd is started with nsenter into
-# that namespace, so that a restarted containerd finds the shims' sockets.
-# The busybox image is built here (umoci + skopeo, no registry).
+# A private containerd (tests/helpers/containerd_private.sh: own root,
+# state, sockets, opt dir and config, in a mount namespace of the test's own
+# that outlives containerd, so that a restarted containerd finds the shims'
+# sockets).  The busybox image is built here (umoci + skopeo, no registry).
 #
 # Two runtimes: io.containerd.husk.v2 (the shim, local backend through the
 # husk.conf in containerd's environment) and io.containerd.huskqemu.v2 (a
@@ -33,45 +31,18 @@ done
 [ -x "$SHIM" ] && [ -x "$AGENT" ] || skip "build $SHIM and $AGENT first (make B=$B)"
 
 T=$(mktemp -d /tmp/husk-shim-e2e.XXXXXX)
-S=$T/containerd.sock
-NSP=husk-e2e
-A=(-a "$S" -n $NSP)
+NSP=husk-e2e-$$
 # container ids carry the test's pid: the local backend names host cgroups
 # (husk-agent.<sandbox id>) after them, and other suites may run meanwhile
 X=$$
-RUN_CREATED=0
-CTRD_PID=
 FAILS=0
 N=0
-
-# Every process of the test: command line naming $T, or in its mount namespace.
-our_pids() {
-    local p ino
-    ino=$(stat -L -c %i "$T/ns/mnt" 2>/dev/null)
-    [ "$ino" = "$(stat -L -c %i /proc/self/ns/mnt)" ] && ino= # not bound (yet)
-    for p in /proc/[0-9]*; do
-        if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "$T/" ||
-            { [ -n "$ino" ] && [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$ino" ]; }; then
-            [ "${p#/proc/}" != $$ ] && [ "${p#/proc/}" != "$BASHPID" ] && echo "${p#/proc/}"
-        fi
-    done
-}
+. "$ROOT/tests/helpers/containerd_private.sh"
+our_pids() { ctrd_pids; }
 
 cleanup() {
     set +e
-    if [ -n "$CTRD_PID" ] && kill -0 "$CTRD_PID" 2>/dev/null; then
-        kill -TERM "$CTRD_PID"
-        for _ in $(seq 50); do kill -0 "$CTRD_PID" 2>/dev/null || break; sleep 0.1; done
-    fi
-    # shims outlive containerd by design: stop them (and agents, VMs) by pid
-    for pid in $(our_pids); do kill -TERM "$pid" 2>/dev/null; done
-    for _ in $(seq 50); do [ -z "$(our_pids)" ] && break; sleep 0.1; done
-    for pid in $(our_pids); do kill -KILL "$pid" 2>/dev/null; done
-    sleep 0.2
-    # the namespace (tmpfs /run/containerd, overlays) goes with its last
-    # process and the nsfs bind mount
-    grep -F " $T/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
-    [ "$RUN_CREATED" = 1 ] && rmdir /run/containerd 2>/dev/null
+    ctrd_teardown
     for d in /sys/fs/cgroup/*/husk-agent.*-$X /sys/fs/cgroup/unified/husk-agent.*-$X; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
     done
@@ -114,62 +85,19 @@ events_stop() { sleep 0.3; kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null; }
 . "$ROOT/tests/helpers/busybox_image.sh"
 build_busybox_image "$T/image" || skip "cannot build the busybox image: $(tail -2 "$T/image/image.log")"
 IMG=localhost/busybox:latest
-mkdir -p "$T/opt/bin" "$T/fifo" "$T/husk" "$T/ns"
+ctrd_setup || skip "cannot make a mount namespace: $(cat "$T/ns.log")"
+mkdir -p "$T/husk"
 # a plain rootfs directory for `ctr run --rootfs`
 mkdir -p "$T/rootfs/bin" "$T/rootfs/proc" "$T/rootfs/dev" "$T/rootfs/sys" "$T/rootfs/tmp"
 cp /bin/busybox "$T/rootfs/bin/busybox"
 for a in sh sleep echo cat ls; do ln -sf busybox "$T/rootfs/bin/$a"; done
-
-cat >"$T/config.toml" <<EOF
-version = 2
-root  = "$T/root"
-state = "$T/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-                    "io.containerd.snapshotter.v1.zfs"]
-[grpc]
-  address = "$S"
-[ttrpc]
-  address = "$S.ttrpc"
-[debug]
-  address = "$T/debug.sock"
-  level = "debug"
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$T/opt"
-EOF
 printf '[runtime]\nroot = %s/husk\nhypervisor = local\n' "$T" >"$T/husk.conf"
 printf '[runtime]\nroot = %s/husk\nhypervisor = qemu\n[hypervisor]\nkernel = %s\ninitrd = %s\n' \
     "$T" "$ROOT/$B/guest/vmlinux" "$ROOT/$B/guest/initrd.img" >"$T/husk-qemu.conf"
 ln -s "$SHIM" "$T/opt/bin/containerd-shim-husk-v2"
 printf '#!/bin/sh\nHUSK_CONFIG=%s exec %s "$@"\n' "$T/husk-qemu.conf" "$SHIM" >"$T/opt/bin/containerd-shim-huskqemu-v2"
 chmod +x "$T/opt/bin/containerd-shim-huskqemu-v2"
-
-[ -d /run/containerd ] || { mkdir -p /run/containerd && RUN_CREATED=1; }
-# the namespace outlives containerd: bound on $T/ns/mnt (a private mount,
-# or the kernel refuses to bind an nsfs file)
-{ mount --bind "$T/ns" "$T/ns" && mount --make-private "$T/ns" && : >"$T/ns/mnt" &&
-    unshare --mount="$T/ns/mnt" --propagation private \
-        mount -t tmpfs -o mode=0711 husk-e2e-run /run/containerd; } >"$T/ns.log" 2>&1 ||
-    skip "cannot make a mount namespace: $(cat "$T/ns.log")"
-in_ns() { nsenter --mount="$T/ns/mnt" "$@"; }
-
-start_containerd() {
-    (
-        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
-        exec env -u HUSK_HYPERVISOR HUSK_CONFIG="$T/husk.conf" setsid nsenter --mount="$T/ns/mnt" \
-            containerd --config "$T/config.toml" </dev/null >>"$T/containerd.log" 2>&1
-    ) &
-    CTRD_PID=$!
-    # the socket file of a killed containerd remains: wait for an answer
-    for _ in $(seq 150); do
-        ctr "${A[@]}" version >/dev/null 2>&1 && return 0
-        kill -0 $CTRD_PID 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-start_containerd || skip "containerd did not start: $(tail -3 "$T/containerd.log")"
+ctrd_start || skip "containerd did not start: $(tail -3 "$T/containerd.log")"
 ctr_ images import "$T/image/busybox-docker.tar" >/dev/null 2>&1 || skip "ctr images import failed"
 echo "# containerd $(containerd --version | awk '{print $3}') pid $CTRD_PID in $T"
 
@@ -219,7 +147,7 @@ run_d_restart() {
     pid1=$(task_pid $id) # the task pid is the shim's (docs/shim.md)
     kill -KILL $CTRD_PID
     wait $CTRD_PID 2>/dev/null
-    if start_containerd; then
+    if ctrd_start; then
         ok "$BE: containerd killed and started again (pid $CTRD_PID)"
     else
         notok "$BE: containerd killed and started again" "$(tail -5 "$T/containerd.log")"
