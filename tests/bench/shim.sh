@@ -56,15 +56,12 @@ timeout 60 ctr "${A[@]}" images import "$T/image/busybox-docker.tar" >/dev/null 
     { say "shim: skipped (ctr images import failed)"; exit 0; }
 
 declare -A RTNAME=([runc]=io.containerd.runc.v2 [local]=io.containerd.husk.v2 [qemu]=io.containerd.huskqemu.v2)
-# ctr adds cpu.shares=1024, which the local backend cannot honour on this
-# hybrid-cgroup host (docs/shim.md): the same flag for every runtime
-LIM=(--cpu-shares 0)
 
-# one NAME ID: one `ctr run --rm` of /bin/true; its wall time in ms in MS
+# one NAME ID: one `ctr run --rm` of /bin/true; its wall time in µs in MS
 one() {
     local t0 t1
     t0=$(date +%s%N)
-    timeout -k 5 150 ctr "${A[@]}" run --rm --runtime "${RTNAME[$1]}" --fifo-dir "$T/fifo" "${LIM[@]}" \
+    timeout -k 5 150 ctr "${A[@]}" run --rm --runtime "${RTNAME[$1]}" --fifo-dir "$T/fifo" \
         $IMG "$2" /bin/true </dev/null >"$T/run.out" 2>&1 || { MS=; return 1; }
     t1=$(date +%s%N)
     MS=$(((t1 - t0) / 1000)) # µs
@@ -107,9 +104,9 @@ echo "   memory per pod (a sandbox container + one container, sleeping):"
 for n in "${names[@]}"; do
     p=pod-$n-$$
     POD=(--annotation io.kubernetes.cri.sandbox-id=$p)
-    if ! timeout 150 ctr "${A[@]}" run -d --runtime "${RTNAME[$n]}" --fifo-dir "$T/fifo" "${LIM[@]}" "${POD[@]}" \
+    if ! timeout 150 ctr "${A[@]}" run -d --runtime "${RTNAME[$n]}" --fifo-dir "$T/fifo" "${POD[@]}" \
         --annotation io.kubernetes.cri.container-type=sandbox $IMG $p sleep 1000 >"$T/pod.out" 2>&1 ||
-        ! timeout 60 ctr "${A[@]}" run -d --runtime "${RTNAME[$n]}" --fifo-dir "$T/fifo" "${LIM[@]}" "${POD[@]}" \
+        ! timeout 60 ctr "${A[@]}" run -d --runtime "${RTNAME[$n]}" --fifo-dir "$T/fifo" "${POD[@]}" \
             --annotation io.kubernetes.cri.container-type=container --rootfs "$T/rootfs" $p-c1 /bin/sleep 1000 >>"$T/pod.out" 2>&1; then
         say "$n: the pod did not start: $(tail -2 "$T/pod.out")"
     else

@@ -102,10 +102,10 @@ ctr_ images import "$T/image/busybox-docker.tar" >/dev/null 2>&1 || skip "ctr im
 echo "# containerd $(containerd --version | awk '{print $3}') pid $CTRD_PID in $T"
 
 # ---- the flows ---------------------------------------------------------------------------
-# BE: local|qemu; RT: ctr run's runtime flags; LIM: resource flags
+# BE: local|qemu; RT: ctr run's runtime flags
 run_rm() {
     local id=r1-$BE-$X out rc
-    out=$(TMO=150 ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG $id sh -c 'echo hello-out $(uname -r); echo hello-err >&2; exit 3' </dev/null 2>"$T/$id.err")
+    out=$(TMO=150 ctr_ run --rm "${RT[@]}" $IMG $id sh -c 'echo hello-out $(uname -r); echo hello-err >&2; exit 3' </dev/null 2>"$T/$id.err")
     rc=$?
     if [ "${out% *}" = hello-out ] && [ $rc -eq 3 ] && grep -q hello-err "$T/$id.err"; then
         ok "$BE: run --rm: stdout, stderr and exit status 3 (kernel ${out#* })"
@@ -120,7 +120,7 @@ run_rm() {
 # shim it finds again (and the events it forwards to the new containerd)
 run_d_restart() {
     local id=d1-$BE-$X out rc pid1 pid2
-    TMO=150 check "$BE: run -d" ctr_ run -d "${RT[@]}" "${LIM[@]}" $IMG $id sleep 1000
+    TMO=150 check "$BE: run -d" ctr_ run -d "${RT[@]}" $IMG $id sleep 1000
     out=$(ctr_ task ls 2>&1)
     echo "$out" | grep -qE "^$id +[0-9]+ +RUNNING" && ok "$BE: task ls: RUNNING" || notok "$BE: task ls: RUNNING" "$out"
     out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id e1 $id sh -c 'echo exec-ok; exit 5' </dev/null 2>&1)
@@ -185,15 +185,15 @@ run_d_restart() {
 pod() {
     local p=pod1-$BE-$X a1 a2 p1 p2 out nvm
     local POD=(--annotation io.kubernetes.cri.sandbox-id=$p)
-    TMO=150 check "$BE: pod: sandbox container" ctr_ run -d "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+    TMO=150 check "$BE: pod: sandbox container" ctr_ run -d "${RT[@]}" "${POD[@]}" \
         --annotation io.kubernetes.cri.container-type=sandbox $IMG $p sleep 1000
     if [ "$BE" = local ]; then
         # with the local backend the agent does not see mounts made after
         # it started (docs/shim.md), and an image rootfs is an overlay mount
-        check "$BE: pod: second container" ctr_ run -d --rootfs "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+        check "$BE: pod: second container" ctr_ run -d --rootfs "${RT[@]}" "${POD[@]}" \
             --annotation io.kubernetes.cri.container-type=container "$T/rootfs" $p-c1 /bin/sleep 1000
     else
-        check "$BE: pod: second container (image rootfs, shared into the running VM)" ctr_ run -d "${RT[@]}" "${LIM[@]}" "${POD[@]}" \
+        check "$BE: pod: second container (image rootfs, shared into the running VM)" ctr_ run -d "${RT[@]}" "${POD[@]}" \
             --annotation io.kubernetes.cri.container-type=container $IMG $p-c1 /bin/sleep 1000
     fi
     a1=$(cat "$T/state/io.containerd.runtime.v2.task/$NSP/$p/address" 2>/dev/null)
@@ -252,18 +252,15 @@ no_leftovers() {
 # ---- local backend: everything ----------------------------------------------------------
 BE=local
 RT=(--runtime io.containerd.husk.v2 --fifo-dir "$T/fifo")
-# ctr adds cpu.shares=1024; on a hybrid-cgroup host the local backend's
-# agent has no cpu controller on the unified hierarchy, so ask for none.
-LIM=(--cpu-shares 0)
 run_rm
-out=$(printf 'piped-in\n' | ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG r2-$X cat 2>&1)
+out=$(printf 'piped-in\n' | ctr_ run --rm "${RT[@]}" $IMG r2-$X cat 2>&1)
 [ "$out" = piped-in ] && ok "local: run --rm: stdin through the fifo" || notok "local: run --rm: stdin through the fifo" "$out"
 run_d_restart
-out=$(script -qec "timeout --foreground -k 5 60 ctr -a $S -n $NSP run --rm -t ${RT[*]} ${LIM[*]} $IMG t1-$X sh -c 'tty; echo tty-done'" /dev/null 2>&1 </dev/null)
+out=$(script -qec "timeout --foreground -k 5 60 ctr -a $S -n $NSP run --rm -t ${RT[*]} $IMG t1-$X sh -c 'tty; echo tty-done'" /dev/null 2>&1 </dev/null)
 echo "$out" | grep -q '/dev/pts/' && echo "$out" | grep -q tty-done && ok "local: run -t through a pty" ||
     notok "local: run -t through a pty" "$out"
 events_start order
-ctr_ run --rm "${RT[@]}" "${LIM[@]}" $IMG ev1-$X true </dev/null >/dev/null 2>&1
+ctr_ run --rm "${RT[@]}" $IMG ev1-$X true </dev/null >/dev/null 2>&1
 events_stop
 out=$(grep -oE "/tasks/[a-z-]+ .*\"ev1-$X\"" "$T/order.events" | awk '{print $1}' | tr '\n' ' ')
 [ "$out" = "/tasks/create /tasks/start /tasks/exit /tasks/delete " ] && ok "local: events: create start exit delete" ||
@@ -289,7 +286,6 @@ elif ! command -v qemu-system-x86_64 >/dev/null; then
 else
     BE=qemu
     RT=(--runtime io.containerd.huskqemu.v2 --fifo-dir "$T/fifo")
-    LIM=()
     t0=$(date +%s.%N)
     run_rm
     [ -n "$KERNEL" ] && [ "$KERNEL" != "$(uname -r)" ] && ok "qemu: the container ran in the guest kernel ($KERNEL)" ||
