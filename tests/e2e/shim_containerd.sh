@@ -67,8 +67,9 @@ wait_stopped() { # id: until `task ls` says STOPPED (20 s at most)
     return 1
 }
 task_pid() { ctr_ task ls 2>/dev/null | awk -v id="$1" '$1 == id {print $2}'; }
-# `ctr events` in the background, into $T/$1.events; events_stop ends it
+# `ctr events` in the background, into $T/$1.events (EVF); events_stop ends it
 events_start() {
+    EVF=$T/$1.events
     ctr "${A[@]}" events >"$T/$1.events" 2>&1 &
     EV=$!
     # subscribed once an event of our own shows up (a namespace label)
@@ -79,7 +80,11 @@ events_start() {
         sleep 0.1
     done
 }
-events_stop() { sleep 0.3; kill "$EV" 2>/dev/null; wait "$EV" 2>/dev/null; }
+events_stop() { # id: once its /tasks/delete arrived (10 s at most)
+    for _ in $(seq 100); do grep -qE "/tasks/delete .*\"$1\"" "$EVF" && break; sleep 0.1; done
+    kill "$EV" 2>/dev/null
+    wait "$EV" 2>/dev/null
+}
 
 # ---- image, configs, mount namespace, containerd --------------------------------------
 . "$ROOT/tests/helpers/busybox_image.sh"
@@ -169,7 +174,7 @@ run_d_restart() {
     out=$(ctr_ task delete $id 2>&1)
     [ $? -eq 0 ] && ok "$BE: after the restart: task delete (status 137)" || notok "$BE: after the restart: task delete" "$out"
     check "$BE: after the restart: container rm" ctr_ containers rm $id
-    events_stop
+    events_stop $id
     # the shim forwards to the new containerd: its exec and exit events arrive
     out=$(grep -E "/tasks/(exec-started|exit|delete) " "$T/restart-$BE.events" | grep -F "\"$id\"")
     echo "$out" | grep -q '/tasks/exec-started' && echo "$out" | grep -q '"exit_status":137' &&
@@ -224,7 +229,7 @@ oom() {
     TMO=150 ctr_ run --rm "${RT[@]}" --memory-limit $((32 << 20)) $IMG $id \
         sh -c 'echo start; exec dd if=/dev/zero of=/dev/null bs=96M count=1' </dev/null >"$T/$id.out" 2>&1
     rc=$?
-    events_stop
+    events_stop $id
     [ $rc -eq 137 ] && grep -q start "$T/$id.out" && ok "$BE: oom: the container over its 32 MiB limit is killed (exit 137)" ||
         notok "$BE: oom: killed (exit 137)" "rc=$rc $(cat "$T/$id.out")"
     out=$(grep -oE "/tasks/[a-z-]+ .*\"$id\"" "$T/oom-$BE.events" | awk '{print $1}' | tr '\n' ' ')
@@ -261,7 +266,7 @@ echo "$out" | grep -q '/dev/pts/' && echo "$out" | grep -q tty-done && ok "local
     notok "local: run -t through a pty" "$out"
 events_start order
 ctr_ run --rm "${RT[@]}" $IMG ev1-$X true </dev/null >/dev/null 2>&1
-events_stop
+events_stop ev1-$X
 out=$(grep -oE "/tasks/[a-z-]+ .*\"ev1-$X\"" "$T/order.events" | awk '{print $1}' | tr '\n' ' ')
 [ "$out" = "/tasks/create /tasks/start /tasks/exit /tasks/delete " ] && ok "local: events: create start exit delete" ||
     notok "local: events: create start exit delete" "$out"
