@@ -1139,7 +1139,7 @@ static void on_simple(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
     struct shim *s = op->s;
-    static const char *const what[] = {"kill", "pause", "resume", "update", "update network"};
+    static const char *const what[] = {"kill", "pause", "resume", "update", "update"};
     if ((*reply)->status) {
         fail_from(op->call, *reply, what[op->u1]);
         op_free(op);
