@@ -43,6 +43,7 @@ int res_net_netns_of_spec(const struct oci_spec *spec, const char **path)
 
 struct in_ns {
     const char *path;
+    int fd; /* the namespace when >= 0, else path is opened */
     int (*fn)(void *, err_t *);
     void *arg;
     err_t err;
@@ -52,25 +53,26 @@ struct in_ns {
 static void *in_ns_thread(void *p)
 {
     struct in_ns *t = p;
-    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+    int fd = t->fd >= 0 ? t->fd : open(t->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         t->r = err_errno(&t->err, "open network namespace %s", t->path);
         return NULL;
     }
-    if (setns(fd, CLONE_NEWNET) < 0) {
+    int r = setns(fd, CLONE_NEWNET);
+    if (r < 0)
         t->r = err_errno(&t->err, "join network namespace %s", t->path);
+    if (fd != t->fd)
         close(fd);
+    if (r < 0)
         return NULL;
-    }
-    close(fd);
     t->r = t->fn(t->arg, &t->err);
     return NULL;
 }
 
-int res_net_in_netns(const char *netns_path, int (*fn)(void *arg, err_t *err), void *arg,
-                     err_t *err)
+static int in_netns(const char *netns_path, int fd, int (*fn)(void *arg, err_t *err), void *arg,
+                    err_t *err)
 {
-    struct in_ns t = {.path = netns_path, .fn = fn, .arg = arg, .err = ERR_INIT};
+    struct in_ns t = {.path = netns_path, .fd = fd, .fn = fn, .arg = arg, .err = ERR_INIT};
     pthread_t th;
     int e = pthread_create(&th, NULL, in_ns_thread, &t);
     if (e) {
@@ -82,6 +84,12 @@ int res_net_in_netns(const char *netns_path, int (*fn)(void *arg, err_t *err), v
         err_move(err, &t.err);
     err_clear(&t.err);
     return t.r;
+}
+
+int res_net_in_netns(const char *netns_path, int (*fn)(void *arg, err_t *err), void *arg,
+                     err_t *err)
+{
+    return in_netns(netns_path, -1, fn, arg, err);
 }
 
 /* ---- parsing ---------------------------------------------------------------- */
@@ -509,11 +517,30 @@ static int attach_in_ns(void *arg, err_t *err)
     return r;
 }
 
+static bool any_attached(const res_net_t *n, int only);
+
+static void release_hold(res_net_t *n)
+{
+    if (n->held)
+        close(n->held_fd);
+    n->held = false;
+}
+
 int res_net_attach(res_net_t *n, err_t *err)
 {
-    int r = res_net_in_netns(n->netns, attach_in_ns, n, err);
-    if (r < 0)
+    if (!n->held) {
+        int fd = open(n->netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return err_errno(err, "open network namespace %s", n->netns);
+        n->held_fd = fd;
+        n->held = true;
+    }
+    int r = in_netns(n->netns, n->held_fd, attach_in_ns, n, err);
+    if (r < 0) {
+        if (!any_attached(n, -1))
+            release_hold(n);
         return err_wrap(err, "network namespace %s", n->netns);
+    }
     for (unsigned i = 0; i < n->n_ifs; i++)
         log_info("network: %s (%s) -> %s in %s, tc-filter redirect both ways", n->ifs[i].name,
                  n->ifs[i].kind[0] ? n->ifs[i].kind : "device", n->ifs[i].tap, n->netns);
@@ -556,22 +583,27 @@ static bool any_attached(const res_net_t *n, int only)
 
 static int detach(res_net_t *n, int only, err_t *err)
 {
-    if (!n->netns[0] || !any_attached(n, only))
-        return 0;
-    struct detach_ctx c = {n, only};
-    int r = res_net_in_netns(n->netns, detach_in_ns, &c, err);
-    if (r < 0 && (err->code == ENOENT || err->code == EINVAL) && access(n->netns, F_OK) < 0) {
-        /* the namespace is gone, and everything in it */
-        err_clear(err);
-        r = 0;
+    int r = 0;
+    if (n->netns[0] && any_attached(n, only)) {
+        struct detach_ctx c = {n, only};
+        r = in_netns(n->netns, n->held ? n->held_fd : -1, detach_in_ns, &c, err);
+        if (r < 0 && !n->held && (err->code == ENOENT || err->code == EINVAL) &&
+            access(n->netns, F_OK) < 0) {
+            /* never held and the namespace is gone, and everything in it */
+            err_clear(err);
+            r = 0;
+        }
+        if (r < 0)
+            err_wrap(err, "restore network namespace %s", n->netns);
+        else
+            for (unsigned i = 0; i < n->n_ifs; i++)
+                if (only < 0 || (int)i == only)
+                    n->ifs[i].tap_made = n->ifs[i].qdisc_made = n->ifs[i].filter_made =
+                        n->ifs[i].attached = false;
     }
-    if (r < 0)
-        return err_wrap(err, "restore network namespace %s", n->netns);
-    for (unsigned i = 0; i < n->n_ifs; i++)
-        if (only < 0 || (int)i == only)
-            n->ifs[i].tap_made = n->ifs[i].qdisc_made = n->ifs[i].filter_made = n->ifs[i].attached =
-                false;
-    return 0;
+    if (only < 0 || (r == 0 && !any_attached(n, -1)))
+        release_hold(n);
+    return r;
 }
 
 int res_net_detach(res_net_t *n, err_t *err)

@@ -103,6 +103,12 @@ typedef struct res_net_neigh {
 
 typedef struct res_net {
     char netns[4096];
+    /* The namespace, held open from the first attach to the detach of the
+     * last interface: the caller may unmount its path first (podman tears
+     * the network down before the runtime's delete), and the taps must
+     * still go (the namespace may outlive us: a pod, another holder). */
+    bool held;
+    int held_fd;
     res_net_if_t ifs[RES_NET_MAX_IFS];
     unsigned n_ifs;
     res_net_route_t routes[RES_NET_MAX_ROUTES];
@@ -129,8 +135,9 @@ int res_net_scan_current(res_net_t *n, err_t *err);
  * its position).  All or nothing: on failure what this call did is undone. */
 int res_net_attach(res_net_t *n, err_t *err);
 /* Undoes what attach did for every attached interface; goes on after a
- * failure and reports the first.  A namespace that is gone counts as
- * clean (its interfaces went with it). */
+ * failure and reports the first; closes the held namespace in every case.
+ * It works through the held namespace even when its path was unmounted;
+ * a namespace never held whose path is gone counts as clean. */
 int res_net_detach(res_net_t *n, err_t *err);
 /* Undoes interface i only and drops it from n. */
 int res_net_detach_one(res_net_t *n, unsigned i, err_t *err);

@@ -127,6 +127,7 @@ typedef struct cli_opts {
     /* update */
     const char *resources;
     const char *upd[CLI_UPD_N];
+    bool update_network; /* --network (husk): follow the namespace's interfaces */
     /* spec */
     bool spec_rootless;
 } cli_opts_t;
@@ -164,6 +165,9 @@ int cli_validate_id(const char *id, err_t *err);
 
 /* docker/go-units RAMInBytes: "64m", "1GiB", "512". */
 int cli_parse_bytes(const char *s, int64_t *out, err_t *err);
+
+/* Whether `update` was given a resource (--resources or a resource flag). */
+bool cli_update_has_resources(const cli_opts_t *o);
 
 /* The `update` flags as an OCI linux.resources JSON document (compact).
  * Caller frees *out. */

@@ -1153,10 +1153,16 @@ static int cmd_events(cli_opts_t *o)
     return rc;
 }
 
+/* `update --network` may hot-plug and unplug NICs one after the other under
+ * TCG: each takes seconds, bounded by the runtime's own deadlines. */
+#define NETWORK_TIMEOUT_MS 300000
+
 static int cmd_update(cli_opts_t *o)
 {
     err_t err = ERR_INIT;
     char *res = NULL;
+    /* `--network` alone only rescans; runc's bare `update` sends {} */
+    bool resources = cli_update_has_resources(o) || !o->update_network;
     if (o->resources) {
         if (read_file(o->resources, 64 * 1024, &res, &err) < 0)
             return fail_err(o, 1, NULL, &err);
@@ -1171,7 +1177,7 @@ static int cmd_update(cli_opts_t *o)
             return r;
         }
         json_decref(j);
-    } else if (cli_update_resources_json(o, &res, &err) < 0) {
+    } else if (resources && cli_update_resources_json(o, &res, &err) < 0) {
         return fail_err(o, 1, NULL, &err);
     }
     char *sb = NULL;
@@ -1185,13 +1191,23 @@ static int cmd_update(cli_opts_t *o)
         free(res);
         return fail(o, 1, NULL, "container not running");
     }
-    msg_t *m = msg_new(MSG_RT_UPDATE), *reply = NULL;
-    msg_set_str(&((msg_rt_update_t *)m->body)->id, o->args[0]);
-    msg_set_str(&((msg_rt_update_t *)m->body)->resources, res);
+    int rc = 0;
+    msg_t *m = NULL, *reply = NULL;
+    if (resources) {
+        m = msg_new(MSG_RT_UPDATE);
+        msg_set_str(&((msg_rt_update_t *)m->body)->id, o->args[0]);
+        msg_set_str(&((msg_rt_update_t *)m->body)->resources, res);
+        rc = rt_call(o->root, sb, &m, CALL_TIMEOUT_MS, &reply, &err);
+        msg_destroy(&reply);
+    }
     free(res);
-    int rc = rt_call(o->root, sb, &m, CALL_TIMEOUT_MS, &reply, &err);
+    if (rc == 0 && o->update_network) {
+        m = msg_new(MSG_RT_UPDATE_NETWORK);
+        msg_set_str(&((msg_rt_update_network_t *)m->body)->id, o->args[0]);
+        rc = rt_call(o->root, sb, &m, NETWORK_TIMEOUT_MS, &reply, &err);
+        msg_destroy(&reply);
+    }
     free(sb);
-    msg_destroy(&reply);
     return rc < 0 ? fail_err(o, 1, NULL, &err) : 0;
 }
 
@@ -1508,7 +1524,8 @@ static const char app_help[] =
     "   spec        create a new specification file\n"
     "   start       executes the user defined process in a created container\n"
     "   state       output the state of a container\n"
-    "   update      update container resource constraints\n"
+    "   update      update container resource constraints (husk: --network rescans the\n"
+    "               network namespace and hot-plugs/unplugs the VM's NICs to match)\n"
     "   features    show the enabled features\n"
     "   version     show the version\n"
     "   help, h     shows a list of commands or help for one command\n"

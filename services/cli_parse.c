@@ -104,6 +104,7 @@ static const flag_t update_flags[] = {
     U("pids-limit", CLI_UPD_PIDS_LIMIT),
     U("l3-cache-schema", CLI_UPD_L3_CACHE_SCHEMA),
     U("mem-bw-schema", CLI_UPD_MEM_BW_SCHEMA),
+    {"network", NULL, F_BOOL, O(update_network)}, /* husk: rescan the network namespace */
     HELP_FLAG,
     END_FLAGS,
 };
@@ -601,6 +602,16 @@ static int upd_int(const cli_opts_t *o, enum cli_upd k, bool bytes, bool allow_n
     }
     json_object_set_new(obj, key, json_integer(n));
     return 0;
+}
+
+bool cli_update_has_resources(const cli_opts_t *o)
+{
+    if (o->resources)
+        return true;
+    for (int k = 0; k < CLI_UPD_N; k++)
+        if (o->upd[k])
+            return true;
+    return false;
 }
 
 int cli_update_resources_json(const cli_opts_t *o, char **out, err_t *err)

@@ -1127,15 +1127,28 @@ static void h_delete(void *arg, ttrpc_call_t *call, Containerd__Task__V2__Delete
 
 /* ---- simple forwards: Kill, Pause, Resume, Update -------------------------------------------- */
 
-enum simple_kind { K_KILL, K_PAUSE, K_RESUME, K_UPDATE };
+enum simple_kind { K_KILL, K_PAUSE, K_RESUME, K_UPDATE, K_UPDATE_NETWORK };
+
+/* A rescan hot-plugs NICs one by one (seconds each under TCG). */
+#define RT_NETWORK_TIMEOUT_MS 300000
+
+static void send_simple(struct shim *s, ttrpc_call_t *call, msg_t *m, const char *id,
+                        enum simple_kind kind, bool then_rescan);
 
 static void on_simple(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
     struct shim *s = op->s;
-    static const char *const what[] = {"kill", "pause", "resume", "update"};
+    static const char *const what[] = {"kill", "pause", "resume", "update", "update"};
     if ((*reply)->status) {
         fail_from(op->call, *reply, what[op->u1]);
+        op_free(op);
+        return;
+    }
+    if (op->u1 == K_UPDATE && op->u2) { /* resources applied: now the network */
+        msg_t *m = msg_new(MSG_RT_UPDATE_NETWORK);
+        msg_set_str(&((msg_rt_update_network_t *)m->body)->id, op->id);
+        send_simple(s, op->call, m, op->id, K_UPDATE_NETWORK, false);
         op_free(op);
         return;
     }
@@ -1156,12 +1169,14 @@ static void on_simple(actor_t *a, msg_t **reply, void *arg)
 }
 
 static void send_simple(struct shim *s, ttrpc_call_t *call, msg_t *m, const char *id,
-                        enum simple_kind kind)
+                        enum simple_kind kind, bool then_rescan)
 {
     struct op *op = op_new(s, call, id, NULL);
     op->u1 = kind;
+    op->u2 = then_rescan;
+    int timeout = kind == K_UPDATE_NETWORK ? RT_NETWORK_TIMEOUT_MS : RT_TIMEOUT_MS;
     err_t err = ERR_INIT;
-    if (actor_request(s->a, RT_ACTOR_NAME, &m, RT_TIMEOUT_MS, on_simple, op, &err) < 0) {
+    if (actor_request(s->a, RT_ACTOR_NAME, &m, timeout, on_simple, op, &err) < 0) {
         msg_destroy(&m);
         ttrpc_call_fail_err(call, &err);
         err_clear(&err);
@@ -1186,7 +1201,7 @@ static void h_kill(void *arg, ttrpc_call_t *call, Containerd__Task__V2__KillRequ
     msg_set_str(&b->exec_id, p->exec_id);
     b->signal = req->signal;
     b->all = req->all;
-    send_simple(s, call, m, p->c->id, K_KILL);
+    send_simple(s, call, m, p->c->id, K_KILL, false);
 }
 
 static void h_pause(void *arg, ttrpc_call_t *call, Containerd__Task__V2__PauseRequest **req_p)
@@ -1197,7 +1212,7 @@ static void h_pause(void *arg, ttrpc_call_t *call, Containerd__Task__V2__PauseRe
         return;
     msg_t *m = msg_new(MSG_RT_PAUSE);
     msg_set_str(&((msg_rt_pause_t *)m->body)->id, p->c->id);
-    send_simple(s, call, m, p->c->id, K_PAUSE);
+    send_simple(s, call, m, p->c->id, K_PAUSE, false);
 }
 
 static void h_resume(void *arg, ttrpc_call_t *call, Containerd__Task__V2__ResumeRequest **req_p)
@@ -1208,7 +1223,7 @@ static void h_resume(void *arg, ttrpc_call_t *call, Containerd__Task__V2__Resume
         return;
     msg_t *m = msg_new(MSG_RT_RESUME);
     msg_set_str(&((msg_rt_resume_t *)m->body)->id, p->c->id);
-    send_simple(s, call, m, p->c->id, K_RESUME);
+    send_simple(s, call, m, p->c->id, K_RESUME, false);
 }
 
 static void h_update(void *arg, ttrpc_call_t *call, Containerd__Task__V2__UpdateTaskRequest **req_p)
@@ -1218,16 +1233,34 @@ static void h_update(void *arg, ttrpc_call_t *call, Containerd__Task__V2__Update
     struct proc *p = need_proc(s, call, req->id, NULL);
     if (!p)
         return;
-    if (!req->resources || !req->resources->value.len)
-        return svc_ttrpc_task_reply(call, NULL);
+    bool rescan = false;
+    for (size_t i = 0; i < req->n_annotations; i++) {
+        const char *k = req->annotations[i]->key, *v = req->annotations[i]->value;
+        if (!k || strcmp(k, SVC_SHIM_ANN_NETWORK_RESCAN))
+            continue;
+        if (v && !strcmp(v, "true"))
+            rescan = true;
+        else if (!v || strcmp(v, "false"))
+            return ttrpc_call_fail(call, TTRPC_INVALID_ARGUMENT,
+                                   "annotation %s: \"%.64s\" is not true or false",
+                                   SVC_SHIM_ANN_NETWORK_RESCAN, v ? v : "");
+    }
+    msg_t *m;
+    if (!req->resources || !req->resources->value.len) {
+        if (!rescan)
+            return svc_ttrpc_task_reply(call, NULL);
+        m = msg_new(MSG_RT_UPDATE_NETWORK);
+        msg_set_str(&((msg_rt_update_network_t *)m->body)->id, p->c->id);
+        return send_simple(s, call, m, p->c->id, K_UPDATE_NETWORK, false);
+    }
     if (req->resources->value.len > AGENT_STORE_MAX)
         return ttrpc_call_fail(call, TTRPC_INVALID_ARGUMENT, "resources: too large");
-    msg_t *m = msg_new(MSG_RT_UPDATE);
+    m = msg_new(MSG_RT_UPDATE);
     msg_rt_update_t *b = m->body;
     msg_set_str(&b->id, p->c->id);
     free(b->resources);
     b->resources = strndup((const char *)req->resources->value.data, req->resources->value.len);
-    send_simple(s, call, m, p->c->id, K_UPDATE);
+    send_simple(s, call, m, p->c->id, K_UPDATE, rescan);
 }
 
 /* ---- Pids, Stats ------------------------------------------------------------------------------

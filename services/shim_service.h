@@ -8,7 +8,9 @@
  *   Start   -> rt.start (init) / rt.exec (an exec registered by Exec)
  *   Exec    -> kept until its Start; TaskExecAdded
  *   Kill    -> rt.kill            Pause/Resume -> rt.pause / rt.resume
- *   Pids    -> rt.ps              Update       -> rt.update
+ *   Pids    -> rt.ps              Update       -> rt.update, then with the
+ *                                 annotation SVC_SHIM_ANN_NETWORK_RESCAN
+ *                                 "true": rt.update_network
  *   Stats   -> rt.stats_get       (io.containerd.cgroups.v2.Metrics)
  *   Delete  -> rt.delete (init); an exec is only forgotten
  *   Wait    -> answered when rt.exited (event) names the process
@@ -32,6 +34,12 @@
 #include "common/err.h"
 
 #define SVC_SHIM_ACTOR_NAME "shim"
+
+/* UpdateTaskRequest annotation (husk-specific; containerd's task API has no
+ * network verb): "true" asks the runtime to rescan the pod's network
+ * namespace and hot-plug/unplug the VM's NICs to match, after the
+ * resources (if any) are applied. */
+#define SVC_SHIM_ANN_NETWORK_RESCAN "io.husk.network.rescan"
 
 typedef struct svc_shim_service_opts {
     int listen_fd;             /* listening ttRPC socket (taken), or -1 */

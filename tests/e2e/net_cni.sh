@@ -7,7 +7,8 @@
 #   IPv4 and IPv6 ping container -> host and host -> container, TCP with
 #   iperf3 both ways, /etc/resolv.conf bind-mounted from the bundle,
 #   (qemu) a second interface added by CNI after start and followed through
-#   rt.update_network (hotplug on q35), then removed again,
+#   `husk update --network` (hotplug on q35), then removed again (unplug,
+#   its tap gone),
 #   a container with no network namespace path sees only lo (up),
 #   teardown leaves the namespace exactly as CNI made it (no tap, qdisc or
 #   filter).
@@ -16,7 +17,6 @@ set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 HUSK_BIN=$ROOT/$B/bin/husk
-UPDATE=$ROOT/$B/tests/helpers/net_update
 CNI=/usr/lib/cni
 [ "$(id -u)" = 0 ] || { echo "skip: needs root"; exit 77; }
 [ -x "$HUSK_BIN" ] && [ -x "$ROOT/$B/bin/husk-agent" ] || { echo "skip: husk or husk-agent not built"; exit 77; }
@@ -180,20 +180,22 @@ run_backend() { # backend
         sleep 0.5
         check "$be: iperf3 TCP container -> host" husk exec "$c" iperf3 -c "$gw4" -p 5202 -t 2
         wait
-        if [ "$be" = qemu ]; then
+        if :; then
             # CNI ADD on the running pod, then the runtime's update path
-            local sb
-            sb=$(ls -d "$R"/*/ 2>/dev/null | head -1 | xargs -r basename)
+            # (qemu: hot-plug; local: the agent lives in the namespace)
             if cni ADD eth1 ptp "$T/ptp.json" >"$T/add2.json"; then
                 local ip41
                 ip41=$(python3 -c "import json;print(json.load(open('$T/add2.json'))['ips'][0]['address'].split('/')[0])")
-                check "$be: rt.update_network hot-plugs the new eth1" timeout 120 "$UPDATE" "$R" "$sb" "$c"
+                check "$be: husk update --network hot-plugs the new eth1" husk update --network "$c"
+                [ "$be" = qemu ] && check "$be: tap1_husk with its redirects for eth1" \
+                    sh -c "tc -n $NS filter show dev eth1 ingress | grep -q 'Egress Redirect to device tap1_husk'"
                 check "$be: the guest's eth1 has $ip41" sh -c "$HK exec $c ip -o addr show dev eth1 | grep -q '$ip41/'"
                 check "$be: ping over the hot-plugged eth1 (host side of ptp)" \
                     sh -c "busybox ping -c 3 -W 5 $ip41"
                 cni DEL eth1 ptp "$T/ptp.json" >/dev/null
-                check "$be: rt.update_network unplugs eth1 after CNI DEL" timeout 120 "$UPDATE" "$R" "$sb" "$c"
+                check "$be: husk update --network unplugs eth1 after CNI DEL" husk update --network "$c"
                 check "$be: eth1 gone from the guest" sh -c "! $HK exec $c ip link show eth1 >/dev/null 2>&1"
+                [ "$be" = qemu ] && check "$be: tap1_husk gone from the namespace" sh -c "! ip -n $NS -o link | grep -q tap1_husk"
             else
                 nok "$be: CNI ADD eth1 (ptp)"
             fi
@@ -215,6 +217,8 @@ run_backend() { # backend
         check "$be: no network namespace path: only lo, up" \
             sh -c "$HK exec lo-$be ip -o link | grep -v ' lo:' | grep -q . && exit 1;
                    $HK exec lo-$be ip -o link show lo | grep -q 'UP'"
+        check "$be: husk update --network without a namespace path is refused, saying why" \
+            sh -c "! $HK update --network lo-$be 2>$T/upd.err && grep -q 'no network namespace path' $T/upd.err"
         husk delete -f "lo-$be" >/dev/null 2>&1
     else
         nok "$be: run without a network namespace path"

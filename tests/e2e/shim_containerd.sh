@@ -254,6 +254,41 @@ no_leftovers() {
     [ -z "$cg" ] && ok "$BE: no agent cgroup left on the host" || notok "$BE: no agent cgroup left on the host" "$cg"
 }
 
+# network rescan through Update (annotation io.husk.network.rescan).  The
+# pod's network namespace is bound under $T inside containerd's mount
+# namespace only (it goes with it).  With the local backend the rescan is a
+# no-op that succeeds; a container without a namespace path gets the
+# runtime's refusal back, which shows that the request reached it.
+netupd() {
+    local an1 an2 out c UPD=$ROOT/$B/tests/helpers/shim_update
+    if ! in_ns sh -c ": >'$T/pod-net' && unshare --net='$T/pod-net' true"; then
+        notok "network: a network namespace in containerd's mount namespace"
+        return
+    fi
+    check "network: run -d in a given network namespace" \
+        ctr_ run -d "${RT[@]}" --with-ns "network:$T/pod-net" $IMG n1-$X sleep 1000
+    check "network: run -d with a new network namespace (no path)" ctr_ run -d "${RT[@]}" $IMG n2-$X sleep 1000
+    an1=$(cat "$T/state/io.containerd.runtime.v2.task/$NSP/n1-$X/address" 2>/dev/null)
+    an2=$(cat "$T/state/io.containerd.runtime.v2.task/$NSP/n2-$X/address" 2>/dev/null)
+    out=$(in_ns "$UPD" "$an1" n1-$X io.husk.network.rescan=true 2>&1)
+    [ "$out" = ok ] && ok "network: Update with io.husk.network.rescan=true" || notok "network: Update rescan" "$out"
+    out=$(in_ns "$UPD" "$an2" n2-$X io.husk.network.rescan=true 2>&1)
+    echo "$out" | grep -q "no network namespace path" &&
+        ok "network: rescan of a container without a namespace path refused: ${out#error }" ||
+        notok "network: rescan without a namespace path refused" "$out"
+    out=$(in_ns "$UPD" "$an1" n1-$X io.husk.network.rescan=maybe 2>&1)
+    echo "$out" | grep -q "^error 3: .*io.husk.network.rescan.*not true or false" &&
+        ok "network: a bad annotation value is InvalidArgument" || notok "network: bad annotation value" "$out"
+    out=$(in_ns "$UPD" "$an1" n1-$X 2>&1)
+    [ "$out" = ok ] && ok "network: Update with neither resources nor annotation is a no-op" ||
+        notok "network: empty Update" "$out"
+    for c in n1-$X n2-$X; do
+        ctr_ task kill -s SIGKILL $c >/dev/null 2>&1
+        wait_stopped $c
+        ctr_ task delete $c >/dev/null 2>&1 && ctr_ containers rm $c >/dev/null 2>&1
+    done
+}
+
 # ---- local backend: everything ----------------------------------------------------------
 BE=local
 RT=(--runtime io.containerd.husk.v2 --fifo-dir "$T/fifo")
@@ -270,6 +305,7 @@ events_stop ev1-$X
 out=$(grep -oE "/tasks/[a-z-]+ .*\"ev1-$X\"" "$T/order.events" | awk '{print $1}' | tr '\n' ' ')
 [ "$out" = "/tasks/create /tasks/start /tasks/exit /tasks/delete " ] && ok "local: events: create start exit delete" ||
     notok "local: events: create start exit delete" "$out"
+netupd
 pod
 # No OOM with the local backend here: the agent applies limits on cgroup v2
 # only, and this hybrid host keeps the memory controller on v1 (the unified

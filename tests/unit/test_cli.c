@@ -187,7 +187,22 @@ static void test_cli_parse_events_update_spec(void **s)
     cli_opts_free(&o);
     assert_int_equal(parse(&o, NULL, &err, "update", "-r", "-", "c1", NULL), 0);
     assert_string_equal(o.resources, "-");
+    assert_true(cli_update_has_resources(&o));
+    assert_false(o.update_network);
     cli_opts_free(&o);
+    /* husk's --network: alone it carries no resources; flags may follow the id */
+    assert_int_equal(parse(&o, NULL, &err, "update", "c1", "--network", NULL), 0);
+    assert_true(o.update_network);
+    assert_false(cli_update_has_resources(&o));
+    assert_string_equal(o.args[0], "c1");
+    cli_opts_free(&o);
+    assert_int_equal(parse(&o, NULL, &err, "update", "--network", "--memory", "64m", "c1", NULL), 0);
+    assert_true(o.update_network);
+    assert_true(cli_update_has_resources(&o));
+    cli_opts_free(&o);
+    assert_true(parse(&o, NULL, &err, "update", "--network=maybe", "c1", NULL) < 0);
+    cli_opts_free(&o);
+    err_clear(&err);
     assert_int_equal(parse(&o, NULL, &err, "spec", "--rootless", "-b", "/b", NULL), 0);
     assert_true(o.spec_rootless);
     assert_string_equal(o.bundle, "/b");
