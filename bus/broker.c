@@ -687,6 +687,11 @@ int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err)
     bus_sockopts(b->ctrl_in);
     bus_sockopts(b->ctrl_out);
     zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    /* a peer that reconnects under its name (a CLI's next call, a restarted
+     * proxy) takes the route over; without this, libzmq ignores the new
+     * connection while the old one is not yet reaped, and its requests are
+     * silently dropped (seen: `husk run`'s delete lost, 30 s timeout) */
+    zmq_setsockopt(b->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
     zmq_setsockopt(b->tap, ZMQ_XPUB_VERBOSER, &one, sizeof one);
     if (zmq_bind(b->router, b->ep) < 0 || zmq_bind(b->tap, b->tap_ep) < 0 ||
         zmq_bind(b->ctrl_in, ctrl_ep) < 0 || zmq_connect(b->ctrl_out, ctrl_ep) < 0) {

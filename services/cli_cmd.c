@@ -235,8 +235,11 @@ static char *bus_endpoint_of(const char *root, const char *sb)
 static int connect_bus(const char *root, const char *sb, bus_client_t **out, err_t *err)
 {
     char *ep = bus_endpoint_of(root, sb);
+    /* a fresh name per connection: the previous one may not be reaped by
+     * the broker yet */
+    static unsigned seq;
     char name[48];
-    snprintf(name, sizeof name, "husk-cli-%d", (int)getpid());
+    snprintf(name, sizeof name, "husk-cli-%d-%u", (int)getpid(), seq++);
     int r = bus_client_new(ep, name, out, err);
     free(ep);
     return r;
@@ -853,7 +856,7 @@ static int cmd_run(cli_opts_t *o)
         msg_set_str(&((msg_rt_delete_t *)m->body)->id, o->args[0]);
         ((msg_rt_delete_t *)m->body)->force = true;
         if (rt_call(o->root, c.sb, &m, CALL_TIMEOUT_MS, &reply, &err) < 0)
-            log_debug("run: delete %s: %s", o->args[0], err_str(&err));
+            log_error("run: delete %s: %s", o->args[0], err_str(&err));
         err_clear(&err);
         msg_destroy(&reply);
     }

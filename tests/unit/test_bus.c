@@ -632,6 +632,30 @@ static void test_held_ipc_socket_appears_on_open(void **s)
     fx_free(f); /* checks that bus.sock is gone */
 }
 
+/* A client that connects under the name of one the broker still knows
+ * takes the route over instead of being ignored. */
+static void test_reconnect_under_same_name_takes_route_over(void **s)
+{
+    (void)s;
+    struct fixture *f = fx_new(NULL, -1, true);
+    fx_start(f, script_nothing);
+    err_t err = ERR_INIT;
+    bus_client_t *a = NULL, *b = NULL;
+    assert_int_equal(bus_client_new(bus_ipc_endpoint(f->bus), "cli-same", &a, &err), 0);
+    msg_t *m = msg_new(MSG_BUS_ECHO), *reply = NULL;
+    assert_int_equal(bus_client_call(a, "echo", &m, 2000, &reply, &err), 0);
+    msg_destroy(&reply);
+    assert_int_equal(bus_client_new(bus_ipc_endpoint(f->bus), "cli-same", &b, &err), 0);
+    m = msg_new(MSG_BUS_ECHO);
+    ((msg_bus_echo_t *)m->body)->seq = 5;
+    assert_int_equal(bus_client_call(b, "echo", &m, 2000, &reply, &err), 0);
+    assert_int_equal(MSG_BODY(reply, BUS_ECHO, bus_echo)->seq, 5);
+    msg_destroy(&reply);
+    bus_client_destroy(&b);
+    bus_client_destroy(&a);
+    fx_free(f);
+}
+
 int main(int argc, char **argv)
 {
     /* the ipc peer helper sits in ../tests/helpers relative to this binary */
@@ -664,6 +688,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_actor_init_failure_reported_by_start),
         cmocka_unit_test(test_client_call_over_ipc_reply_error_and_timeout),
         cmocka_unit_test(test_held_ipc_socket_appears_on_open),
+        cmocka_unit_test(test_reconnect_under_same_name_takes_route_over),
     };
     return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }
