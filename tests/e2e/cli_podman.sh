@@ -32,37 +32,13 @@ for t in "$B/bin/husk" "$B/bin/husk-agent"; do
 done
 
 T=$(mktemp -d /tmp/husk-podman-e2e.XXXXXX)
-NS=$T/ns/mnt
 FAILS=0
-CG_MADE=()
-
-# pids of every process in the jail's mount namespace
-jail_pids() {
-    local ino p
-    ino=$(stat -L -c %i "$NS" 2>/dev/null) || return 0
-    for p in /proc/[0-9]*; do
-        [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$ino" ] && echo "${p#/proc/}"
-    done
-}
+. "$ROOT/tests/helpers/podman_jail.sh"
 
 cleanup() {
     set +e
     [ -S "$T/tmux.sock" ] && tmux -S "$T/tmux.sock" kill-server 2>/dev/null
-    if [ -e "$NS" ] && mountpoint -q "$NS" 2>/dev/null || grep -qF " $NS " /proc/mounts; then
-        timeout 60 nsenter --mount="$NS" env CONTAINERS_CONF="$T/containers.conf" \
-            CONTAINERS_STORAGE_CONF="$T/storage.conf" CONTAINERS_REGISTRIES_CONF="$T/registries.conf" \
-            podman --runtime "$HUSK" rm -af -t 0 >/dev/null 2>&1
-        for sig in TERM KILL; do
-            for p in $(jail_pids); do kill -$sig "$p" 2>/dev/null; done
-            for _ in $(seq 30); do [ -z "$(jail_pids)" ] && break; sleep 0.1; done
-        done
-        umount "$NS" 2>/dev/null || umount -l "$NS"
-    fi
-    grep -F " $T/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
-    # podman's cgroupfs parent (host sidecar, §0 #10), when this test made it
-    for d in "${CG_MADE[@]}"; do
-        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
+    jail_cleanup
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -75,52 +51,11 @@ notok() {
     [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/#   /' | head -25
 }
 
-for d in /sys/fs/cgroup/*/; do
-    [ -d "$d/libpod_parent" ] || CG_MADE+=("$d/libpod_parent")
-done
-
 # ---- image, config, jail --------------------------------------------------------
 . "$ROOT/tests/helpers/busybox_image.sh"
 build_busybox_image "$T/image" || skip "cannot build the busybox image: $(tail -2 "$T/image/image.log")"
 
-mkdir -p "$T/root" "$T/runroot" "$T/tmp" "$T/networks" "$T/ns"
-cat >"$T/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$T/root"
-runroot = "$T/runroot"
-EOF
-: >"$T/registries.conf"
-conf() { # file hypervisor
-    cat >"$1" <<EOF
-[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[network]
-network_config_dir = "$T/networks"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-tmp_dir = "$T/tmp"
-runtime_supports_json = ["crun", "runc", "husk"]
-conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HUSK_HYPERVISOR=$2"]
-EOF
-}
-conf "$T/containers.conf" local
-conf "$T/containers-qemu.conf" qemu
-
-mount --bind "$T/ns" "$T/ns" && mount --make-private "$T/ns" && : >"$NS" ||
-    skip "cannot prepare the namespace file"
-unshare --mount="$NS" --propagation private \
-    sh -c 'mount -t tmpfs -o mode=0755 husk-podman-run /run && mkdir -m 0700 /run/husk' ||
-    skip "cannot make the private mount namespace"
-
-CONF=$T/containers.conf
-pm() { # podman in the jail with the private config
-    timeout --foreground "${TMO:-90}" nsenter --mount="$NS" env -i PATH="$PATH" HOME=/root TERM="${TERM:-xterm}" \
-        CONTAINERS_CONF="$CONF" CONTAINERS_STORAGE_CONF="$T/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$T/registries.conf" podman --runtime "$HUSK" "$@"
-}
+jail_make >"$T/jail.log" || skip "$(cat "$T/jail.log")"
 IMG=localhost/busybox:latest
 pm load -i "$T/image/busybox-docker.tar" >"$T/load.log" 2>&1 || skip "podman load failed: $(tail -2 "$T/load.log")"
 R=(run --network none)
@@ -159,7 +94,7 @@ rc=$?
 [ $rc = 5 ] && [ "$out" = exec-ok ] && ok "exec: output and exit code 5" || notok "exec: output and exit code 5" "rc=$rc out=$out $(cat "$T/err")"
 out=$(echo via-stdin | pm exec -i life cat 2>"$T/err")
 [ "$out" = via-stdin ] && ok "exec -i: stdin" || notok "exec -i: stdin" "out=$out $(cat "$T/err")"
-out=$(script -qec "$(declare -f pm); T=$T NS=$NS CONF=$CONF HUSK=$HUSK; pm exec -it life sh -c 'tty; test -t 0 && echo is-a-tty'" /dev/null 2>&1 </dev/null)
+out=$(script -qec "$(declare -f pm); $(declare -p JAIL_NSENTER); T=$T CONF=$CONF HUSK=$HUSK; pm exec -it life sh -c 'tty; test -t 0 && echo is-a-tty'" /dev/null 2>&1 </dev/null)
 echo "$out" | grep -q is-a-tty && echo "$out" | grep -q '/dev/pts/' &&
     ok "exec -it through a pty (console socket)" || notok "exec -it through a pty" "$out"
 out=$(pm logs life 2>&1)
@@ -200,7 +135,7 @@ code=$(pm inspect -f '{{.State.Status}} {{.State.ExitCode}}' life 2>&1)
 [ $rc = 0 ] && [ "$code" = "exited 137" ] && ok "kill -s KILL: exited 137" || notok "kill -s KILL" "rc=$rc $code $(cat "$T/err")"
 
 pm rm life stubborn >"$T/err" 2>&1 && ! pm inspect life >/dev/null 2>&1 && ok "rm" || notok "rm" "$(cat "$T/err")"
-left=$(nsenter --mount="$NS" "$HUSK" list -q 2>&1)
+left=$(jx "$HUSK" list -q 2>&1)
 [ -z "$left" ] && ok "husk list is empty after rm (cleanup ran delete)" || notok "husk list is empty after rm" "$left"
 
 pm "${R[@]}" -d --name gone $IMG sleep 1000 >/dev/null 2>&1
@@ -211,7 +146,8 @@ TM=(tmux -S "$T/tmux.sock" -f /dev/null)
 cat >"$T/it.sh" <<EOF
 #!/bin/bash
 $(declare -f pm)
-T=$T NS=$NS CONF=$CONF HUSK=$HUSK TMO=120
+$(declare -p JAIL_NSENTER)
+T=$T CONF=$CONF HUSK=$HUSK TMO=120
 pm run --network none --rm -it $IMG sh
 echo "podman-exit=\$?" >$T/it.rc
 sleep 30
@@ -250,7 +186,7 @@ rc=$?
 echo "$out" | head -2 | sed "s/^/#   podman said: /"
 
 # ---- nothing left ---------------------------------------------------------------------------
-left=$(pm ps -aq 2>&1; nsenter --mount="$NS" "$HUSK" list -q 2>&1)
+left=$(pm ps -aq 2>&1; jx "$HUSK" list -q 2>&1)
 for _ in $(seq 50); do
     procs=$(for p in $(jail_pids); do tr '\0' ' ' <"/proc/$p/cmdline"; echo; done 2>/dev/null | grep -E "husk|conmon")
     [ -z "$procs" ] && break

@@ -36,38 +36,13 @@ done
 [ -x "$HUSK" ] && [ -x "$ROOT/$B/bin/husk-agent" ] || skip "build husk and husk-agent first (make B=$B)"
 
 T=$(mktemp -d /tmp/husk-netpodman-e2e.XXXXXX)
-MNT=$T/ns/mnt
-NET=$T/ns/net
 FAILS=0
 N=0
-CG_MADE=()
-
-jail_pids() { # every process in the jail's mount namespace
-    local ino p
-    ino=$(stat -L -c %i "$MNT" 2>/dev/null) || return 0
-    for p in /proc/[0-9]*; do
-        [ "$(stat -L -c %i "$p/ns/mnt" 2>/dev/null)" = "$ino" ] && echo "${p#/proc/}"
-    done
-}
+. "$ROOT/tests/helpers/podman_jail.sh"
 
 cleanup() {
     set +e
-    if grep -qF " $MNT " /proc/mounts; then
-        timeout 60 nsenter --mount="$MNT" --net="$NET" env CONTAINERS_CONF="$T/containers.conf" \
-            CONTAINERS_STORAGE_CONF="$T/storage.conf" CONTAINERS_REGISTRIES_CONF="$T/registries.conf" \
-            podman --runtime "$HUSK" rm -af -t 0 >/dev/null 2>&1
-        for sig in TERM KILL; do
-            for p in $(jail_pids); do kill -$sig "$p" 2>/dev/null; done
-            for _ in $(seq 30); do [ -z "$(jail_pids)" ] && break; sleep 0.1; done
-        done
-        umount "$MNT" 2>/dev/null || umount -l "$MNT"
-    fi
-    # the network namespace: podman0, iptables, the pods' namespaces go with it
-    grep -qF " $NET " /proc/mounts && { umount "$NET" 2>/dev/null || umount -l "$NET"; }
-    grep -F " $T/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
-    for d in "${CG_MADE[@]}"; do
-        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
+    jail_cleanup
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -84,53 +59,11 @@ check() { # name command...: ok when the command succeeds
     if out=$("$@" 2>&1); then ok "$name"; else notok "$name" "$out"; fi
 }
 
-for d in /sys/fs/cgroup/*/; do
-    [ -d "$d/libpod_parent" ] || CG_MADE+=("$d/libpod_parent")
-done
-
 # ---- image, config, jail ---------------------------------------------------------------
 . "$ROOT/tests/helpers/busybox_image.sh"
 build_busybox_image "$T/image" || skip "cannot build the busybox image: $(tail -2 "$T/image/image.log")"
 
-mkdir -p "$T/root" "$T/runroot" "$T/tmp" "$T/networks" "$T/ns"
-cat >"$T/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$T/root"
-runroot = "$T/runroot"
-EOF
-: >"$T/registries.conf"
-conf() { # file hypervisor
-    cat >"$1" <<EOF
-[containers]
-default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
-[network]
-network_config_dir = "$T/networks"
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-lock_type = "file"
-tmp_dir = "$T/tmp"
-runtime_supports_json = ["crun", "runc", "husk"]
-conmon_env_vars = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HUSK_HYPERVISOR=$2"]
-EOF
-}
-conf "$T/containers.conf" local
-conf "$T/containers-qemu.conf" qemu
-
-mount --bind "$T/ns" "$T/ns" && mount --make-private "$T/ns" && : >"$MNT" && : >"$NET" ||
-    skip "cannot prepare the namespace files"
-unshare --mount="$MNT" --net="$NET" --propagation private \
-    sh -c 'mount -t tmpfs -o mode=0755 husk-podman-run /run && mkdir -m 0700 /run/husk && ip link set lo up' ||
-    skip "cannot make the private mount and network namespaces"
-
-CONF=$T/containers.conf
-jx() { nsenter --mount="$MNT" --net="$NET" "$@"; } # a command on the jail's "host"
-pm() { # podman in the jail with the private config
-    timeout --foreground "${TMO:-120}" nsenter --mount="$MNT" --net="$NET" env -i PATH="$PATH" \
-        HOME=/root CONTAINERS_CONF="$CONF" CONTAINERS_STORAGE_CONF="$T/storage.conf" \
-        CONTAINERS_REGISTRIES_CONF="$T/registries.conf" podman --runtime "$HUSK" "$@"
-}
+jail_make net >"$T/jail.log" || skip "$(cat "$T/jail.log")"
 # an HTTP GET with bash's /dev/tcp, on the jail's host side: body on stdout
 http_get() { # addr port
     jx timeout 20 bash -c 'exec 3<>/dev/tcp/$0/$1 && printf "GET / HTTP/1.0\r\n\r\n" >&3 && cat <&3' "$1" "$2"
