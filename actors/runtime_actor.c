@@ -21,6 +21,7 @@
 #include "oci/spec.h"
 #include "persist/store.h"
 #include "resources/cgroup_host.h"
+#include "resources/devices.h"
 #include "resources/net.h"
 #include "resources/netlink.h"
 #include "resources/share.h"
@@ -369,11 +370,11 @@ static char *amend_spec(const char *spec_json, const char *rootfs, bool vm, err_
             !strcmp(json_string_value(json_object_get(ns, "type")) ?: "", "network"))
             json_array_remove(nss, k);
     }
-    /* as runtime-rs: device, block-IO and network cgroup rules stay on the
-     * host side; the guest's cgroup gets CPU, memory, pids, hugepages */
+    /* as runtime-rs: block-IO and network cgroup rules stay on the host
+     * side; the guest's cgroup gets CPU, memory, pids, hugepages and the
+     * device rules (checked by res_devices_check, applied by the agent) */
     json_t *res = json_object_get(json_object_get(j, "linux"), "resources");
     if (json_is_object(res)) {
-        json_object_del(res, "devices");
         json_object_del(res, "blockIO");
         json_object_del(res, "network");
     }
@@ -1262,7 +1263,9 @@ static void create_container(struct rt *rt, msg_t **req)
     if (rt->sb == SB_NEW || rt->sb == SB_BOOTING) {
         /* a bad spec is refused now, not after a boot */
         oci_spec_t *first = NULL;
-        if (oci_spec_parse(b->spec, strlen(b->spec), &first, &err) < 0) {
+        if (oci_spec_parse(b->spec, strlen(b->spec), &first, &err) < 0 ||
+            res_devices_check(first, &err) < 0) {
+            oci_spec_destroy(&first);
             actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
             err_clear(&err);
             return;
@@ -1299,6 +1302,7 @@ static void create_container(struct rt *rt, msg_t **req)
     const char *guest_rootfs = NULL;
     res_container_share_t *share = NULL;
     if (oci_spec_parse(b->spec, strlen(b->spec), &c->spec, &err) < 0 ||
+        res_devices_check(c->spec, &err) < 0 ||
         !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)))
         goto refused;
     guest_rootfs = c->rootfs;
