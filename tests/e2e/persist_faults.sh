@@ -26,6 +26,10 @@ R=$T/root
 ID=pf$$
 export HUSK_HYPERVISOR=local
 cleanup() {
+    # delete -f first: it also takes down what a VM sandbox mounted
+    for id in $(timeout 20 "$HUSK_BIN" --root "$R" list -q 2>/dev/null); do
+        timeout 30 "$HUSK_BIN" --root "$R" delete -f "$id" >/dev/null 2>&1
+    done
     for d in "$R"/*/; do
         [ -f "$d/sandbox.json" ] || continue
         p=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$d/sandbox.json")
@@ -60,6 +64,9 @@ notok() {
     fail=1
     sed 's/^/#   out: /' "$T/out" | head -10
     sed 's/^/#   err: /' "$T/err" | head -10
+    for l in "$R"/*/daemon.log; do
+        [ -f "$l" ] && grep -v 'level=debug' "$l" | tail -12 | sed "s|^|#   daemon: |"
+    done
 }
 check() { # name, command...
     local name=$1
