@@ -21,6 +21,7 @@
 #include "oci/spec.h"
 #include "persist/store.h"
 #include "resources/cgroup_host.h"
+#include "resources/devices.h"
 #include "resources/net.h"
 #include "resources/netlink.h"
 #include "resources/share.h"
@@ -84,6 +85,7 @@ struct ctr {
     int64_t exit_status;
     uint64_t exited_at_ns;
     struct exited_exec *execs;
+    bool dirty; /* its record on disk is behind: the retry timer rewrites it */
     struct ctr *next;
 };
 
@@ -110,6 +112,9 @@ struct rt {
     actor_t *self;
     char netns[PATH_MAX]; /* the spec's network namespace path, "" if none */
     res_net_t *net;       /* VM: the namespace's interfaces and their taps */
+    bool sb_dirty;            /* sandbox.json is behind (a failed write) */
+    actor_timer_t *save_retry; /* rewrites dirty records; NULL when none is */
+    int save_retry_ms;         /* its current backoff */
 };
 
 struct op {
@@ -142,20 +147,20 @@ static void op_free(struct op *op)
 
 /* ---- state on disk ------------------------------------------------------- */
 
-static void save_sandbox(struct rt *rt)
+static int write_sandbox(struct rt *rt, err_t *err)
 {
     persist_sandbox_t sb = {0};
     sb.id = rt->sandbox_id;
     sb.state = (char *)sb_name(rt->sb);
     sb.created = rt->created;
     sb.daemon_pid = getpid();
-    err_t err = ERR_INIT;
-    persist_proc_start_time(getpid(), &sb.daemon_start, &err);
-    err_clear(&err);
+    err_t e2 = ERR_INIT;
+    persist_proc_start_time(getpid(), &sb.daemon_start, &e2);
+    err_clear(&e2);
     sb.vmm_pid = rt->vmm_pid;
     if (rt->vmm_pid)
-        persist_proc_start_time(rt->vmm_pid, &sb.vmm_start, &err);
-    err_clear(&err);
+        persist_proc_start_time(rt->vmm_pid, &sb.vmm_start, &e2);
+    err_clear(&e2);
     sb.hypervisor = rt->backend[0] ? rt->backend : NULL;
     sb.agent_socket = rt->agent_socket[0] ? rt->agent_socket : NULL;
     char *ids[256];
@@ -170,12 +175,13 @@ static void save_sandbox(struct rt *rt)
     }
     sb.containers = ids;
     sb.n_containers = n;
-    if (persist_sandbox_save(rt->store, &sb, &err) < 0)
-        log_error("save sandbox state: %s", err_str(&err));
-    err_clear(&err);
+    int r = persist_sandbox_save(rt->store, &sb, err);
+    if (r == 0)
+        rt->sb_dirty = false;
+    return r;
 }
 
-static int save_container(struct rt *rt, struct ctr *c, err_t *err)
+static int write_container(struct rt *rt, struct ctr *c, err_t *err)
 {
     persist_container_t pc = {0};
     pc.id = c->id;
@@ -205,6 +211,92 @@ static int save_container(struct rt *rt, struct ctr *c, err_t *err)
     pc.annotations = kv;
     pc.n_annotations = n;
     return persist_container_save(rt->store, &pc, err);
+}
+
+/* A state write that fails is tried SAVE_ATTEMPTS times at once (a
+ * transient error costs nothing); when it still fails the record is marked
+ * dirty and rewritten by a timer (backoff SAVE_RETRY_MS doubling to
+ * SAVE_RETRY_MAX_MS) until it goes through: the state in memory is the
+ * truth and the file catches up.  An operation whose own transition could
+ * not be written undoes it and fails (see undo_transition). */
+#define SAVE_ATTEMPTS     3
+#define SAVE_RETRY_MS     100
+#define SAVE_RETRY_MAX_MS 5000
+
+static void on_save_retry(actor_t *a, void *arg);
+
+static void save_retry_arm(struct rt *rt)
+{
+    if (rt->save_retry)
+        return;
+    rt->save_retry_ms = rt->save_retry_ms ? rt->save_retry_ms : SAVE_RETRY_MS;
+    rt->save_retry = actor_timer(rt->self, rt->save_retry_ms, false, on_save_retry, rt);
+}
+
+static int save_container(struct rt *rt, struct ctr *c, err_t *err)
+{
+    int r = -EIO;
+    for (int i = 0; i < SAVE_ATTEMPTS; i++) {
+        err_clear(err);
+        if ((r = write_container(rt, c, err)) == 0) {
+            c->dirty = false;
+            return 0;
+        }
+    }
+    if (!c->dirty)
+        log_error("container %s: save state %s: %s (retrying in the background)", c->id,
+                  c_name(c->state), err_str(err));
+    c->dirty = true;
+    save_retry_arm(rt);
+    return r;
+}
+
+static void save_sandbox(struct rt *rt)
+{
+    err_t err = ERR_INIT;
+    for (int i = 0; i < SAVE_ATTEMPTS; i++) {
+        err_clear(&err);
+        if (write_sandbox(rt, &err) == 0)
+            return;
+    }
+    if (!rt->sb_dirty)
+        log_error("save sandbox state: %s (retrying in the background)", err_str(&err));
+    err_clear(&err);
+    rt->sb_dirty = true;
+    save_retry_arm(rt);
+}
+
+static void on_save_retry(actor_t *a, void *arg)
+{
+    struct rt *rt = arg;
+    rt->save_retry = NULL; /* a one-shot timer is released once it fired */
+    bool left = false;
+    err_t err = ERR_INIT;
+    for (struct ctr *c = rt->ctrs; c; c = c->next) {
+        if (!c->dirty)
+            continue;
+        if (write_container(rt, c, &err) == 0) {
+            c->dirty = false;
+            log_info("container %s: state %s saved", c->id, c_name(c->state));
+        } else {
+            left = true;
+        }
+        err_clear(&err);
+    }
+    if (rt->sb_dirty) {
+        if (write_sandbox(rt, &err) == 0)
+            log_info("sandbox %s: state saved", rt->sandbox_id);
+        else
+            left = true;
+        err_clear(&err);
+    }
+    if (!left) {
+        rt->save_retry_ms = 0;
+        return;
+    }
+    rt->save_retry_ms =
+        rt->save_retry_ms * 2 > SAVE_RETRY_MAX_MS ? SAVE_RETRY_MAX_MS : rt->save_retry_ms * 2;
+    save_retry_arm(rt);
 }
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -297,14 +389,18 @@ static void publish_state(struct rt *rt, struct ctr *c)
     err_clear(&err);
 }
 
-static void set_state(struct rt *rt, struct ctr *c, rt_container_state_t s)
+/* Moves c to s in memory and on disk.  A failed write (after the retries
+ * of save_container) returns < 0 with err set (err may be NULL): the caller
+ * of an operation undoes it; otherwise the background retry repairs the
+ * file. */
+static int set_state(struct rt *rt, struct ctr *c, rt_container_state_t s, err_t *err)
 {
     c->state = s;
-    err_t err = ERR_INIT;
-    if (save_container(rt, c, &err) < 0)
-        log_error("container %s: save state %s: %s", c->id, c_name(s), err_str(&err));
-    err_clear(&err);
+    err_t e = ERR_INIT;
+    int r = save_container(rt, c, err ? err : &e);
+    err_clear(&e);
     publish_state(rt, c);
+    return r;
 }
 
 static int request(struct rt *rt, const char *to, msg_t **m, int timeout_ms, actor_reply_fn cb,
@@ -369,11 +465,11 @@ static char *amend_spec(const char *spec_json, const char *rootfs, bool vm, err_
             !strcmp(json_string_value(json_object_get(ns, "type")) ?: "", "network"))
             json_array_remove(nss, k);
     }
-    /* as runtime-rs: device, block-IO and network cgroup rules stay on the
-     * host side; the guest's cgroup gets CPU, memory, pids, hugepages */
+    /* as runtime-rs: block-IO and network cgroup rules stay on the host
+     * side; the guest's cgroup gets CPU, memory, pids, hugepages and the
+     * device rules (checked by res_devices_check, applied by the agent) */
     json_t *res = json_object_get(json_object_get(j, "linux"), "resources");
     if (json_is_object(res)) {
-        json_object_del(res, "devices");
         json_object_del(res, "blockIO");
         json_object_del(res, "network");
     }
@@ -420,6 +516,11 @@ static void finish_shutdown(struct rt *rt)
         err_clear(&err);
     }
     res_cgroup_destroy(&rt->cgroup);
+    rt->sb_dirty = false;
+    for (struct ctr *c = rt->ctrs; c; c = c->next)
+        c->dirty = false;
+    if (rt->save_retry)
+        actor_timer_cancel(rt->self, &rt->save_retry);
     if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
         log_error("remove sandbox state: %s", err_str(&err));
         err_clear(&err);
@@ -1237,7 +1338,15 @@ static void create_hooks_done(struct op *op, int result, err_t *err)
         }
         return;
     }
-    set_state(rt, c, C_CREATED);
+    err_t serr = ERR_INIT;
+    if (set_state(rt, c, C_CREATED, &serr) < 0) {
+        /* the file would say `creating` of a container the caller does not
+         * know: undo the create */
+        err_wrap(&serr, "save state");
+        create_hooks_done(op, -1, &serr);
+        err_clear(&serr);
+        return;
+    }
     save_sandbox(rt);
     pwatch_add(rt, c->id, "", c->proxy_pid);
     msg_t *r = msg_new_reply(op->req, MSG_RT_CREATED);
@@ -1262,7 +1371,9 @@ static void create_container(struct rt *rt, msg_t **req)
     if (rt->sb == SB_NEW || rt->sb == SB_BOOTING) {
         /* a bad spec is refused now, not after a boot */
         oci_spec_t *first = NULL;
-        if (oci_spec_parse(b->spec, strlen(b->spec), &first, &err) < 0) {
+        if (oci_spec_parse(b->spec, strlen(b->spec), &first, &err) < 0 ||
+            res_devices_check(first, &err) < 0) {
+            oci_spec_destroy(&first);
             actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
             err_clear(&err);
             return;
@@ -1299,6 +1410,7 @@ static void create_container(struct rt *rt, msg_t **req)
     const char *guest_rootfs = NULL;
     res_container_share_t *share = NULL;
     if (oci_spec_parse(b->spec, strlen(b->spec), &c->spec, &err) < 0 ||
+        res_devices_check(c->spec, &err) < 0 ||
         !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)))
         goto refused;
     guest_rootfs = c->rootfs;
@@ -1385,6 +1497,71 @@ static struct ctr *need(struct rt *rt, actor_t *a, const msg_t *req, const char 
     return c;
 }
 
+/* ---- a transition whose state could not be written ---------------------------------
+ * The file still holds the state before the operation: make the container
+ * match it again, then fail the operation.  start is undone by killing the
+ * container (its exit makes it `stopped`, and `husk state` says so once the
+ * proxy is gone); pause by resuming, resume by pausing.  When the undo fails
+ * too, the state in memory stays the truth and the background retry writes
+ * it as soon as the disk takes it. */
+
+static void on_undone(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    struct ctr *c = op->c;
+    rt_container_state_t before = (rt_container_state_t)op->step;
+    const char *how = before == C_CREATED ? "killed" : before == C_RUNNING ? "resumed" : "paused";
+    if ((*reply)->status) {
+        actor_reply_error(a, op->req, EIO, "%s; undoing it failed too: %s",
+                          op->errtext ? op->errtext : "save state",
+                          (*reply)->status_text ? (*reply)->status_text : "failed");
+        op_free(op);
+        return;
+    }
+    if (before != C_CREATED) {
+        /* paused or running again: the file already says so */
+        c->state = before;
+        publish_state(op->rt, c);
+        err_t e = ERR_INIT;
+        save_container(op->rt, c, &e);
+        err_clear(&e);
+    }
+    actor_reply_error(a, op->req, EIO, "%s: the container was %s", op->errtext, how);
+    op_free(op);
+}
+
+static void undo_transition(struct op *op, rt_container_state_t before, err_t *why)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    free(op->errtext);
+    if (asprintf(&op->errtext, "container %s is %s but its state could not be saved (%s)", c->id,
+                 c_name(c->state), err_str(why)) < 0)
+        abort();
+    log_error("%s: undoing the %s", op->errtext, msg_type_name(op->req->type));
+    op->step = (int)before;
+    msg_t *m;
+    if (before == C_CREATED) {
+        m = msg_new(MSG_AGENT_SIGNAL_PROCESS);
+        msg_agent_signal_process_t *s = m->body;
+        msg_set_str(&s->container_id, c->id);
+        msg_set_str(&s->exec_id, "");
+        s->signal = SIGKILL;
+        s->all = true;
+    } else if (before == C_RUNNING) {
+        m = msg_new(MSG_AGENT_RESUME_CONTAINER);
+        msg_set_str(&((msg_agent_resume_container_t *)m->body)->container_id, c->id);
+    } else {
+        m = msg_new(MSG_AGENT_PAUSE_CONTAINER);
+        msg_set_str(&((msg_agent_pause_container_t *)m->body)->container_id, c->id);
+    }
+    if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_undone, op) < 0) {
+        actor_reply_error(rt->self, op->req, EIO, "%s; undoing it failed too: cannot reach the agent",
+                          op->errtext);
+        op_free(op);
+    }
+}
+
 static void poststart_done(struct op *op, int result, err_t *err)
 {
     reply_ok(op->rt->self, op->req, op->c->id);
@@ -1399,9 +1576,14 @@ static void on_started(actor_t *a, msg_t **reply, void *arg)
         op_free(op);
         return;
     }
-    rt_container_state_t next;
-    if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0)
-        set_state(op->rt, op->c, next);
+    rt_container_state_t next, before = op->c->state;
+    err_t serr = ERR_INIT;
+    if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0 &&
+        set_state(op->rt, op->c, next, &serr) < 0) {
+        undo_transition(op, before, &serr);
+        err_clear(&serr);
+        return;
+    }
     static const enum oci_hook_kind post[] = {OCI_HOOK_POSTSTART};
     run_hooks(op, post, 1, "running", poststart_done);
 }
@@ -1441,8 +1623,15 @@ static void on_simple(actor_t *a, msg_t **reply, void *arg)
     if ((*reply)->status) {
         reply_from(a, op->req, *reply, msg_type_name(op->req->type));
     } else {
-        if (op->step >= 0 && op->c)
-            set_state(op->rt, op->c, (rt_container_state_t)op->step);
+        if (op->step >= 0 && op->c) {
+            rt_container_state_t before = op->c->state;
+            err_t serr = ERR_INIT;
+            if (set_state(op->rt, op->c, (rt_container_state_t)op->step, &serr) < 0) {
+                undo_transition(op, before, &serr);
+                err_clear(&serr);
+                return;
+            }
+        }
         reply_ok(a, op->req, op->c ? op->c->id : "");
     }
     op_free(op);
@@ -1708,7 +1897,7 @@ static void process_exited(struct rt *rt, const char *cid, const char *exec_id, 
         free(c->exited_at);
         c->exited_at = persist_time_now();
         log_info("container %s exited with status %lld", cid, (long long)status);
-        set_state(rt, c, C_STOPPED);
+        set_state(rt, c, C_STOPPED, NULL);
     } else {
         struct exited_exec *e = calloc(1, sizeof *e);
         snprintf(e->exec_id, sizeof e->exec_id, "%s", exec_id);

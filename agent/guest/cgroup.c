@@ -12,8 +12,10 @@
 
 #include "agent/guest/container-internal.h"
 #include "agent/guest/container.h"
+#include "agent/guest/devfilter.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "resources/devices.h"
 
 /* On a host (the local backend) the unified hierarchy may lack controllers
  * (hybrid hosts keep them on v1): skip those with a warning.  In a VM every
@@ -29,10 +31,9 @@ int container_cgroup_validate(const oci_resources_t *res, err_t *err)
 {
     if (!res)
         return 0;
-    if (res->n_devices)
-        return err_make(err, ENOTSUP,
-                        "linux.resources.devices: device rules need an eBPF device filter on "
-                        "cgroup v2, not supported by husk yet");
+    if (res->n_devices > RES_DEVICES_MAX)
+        return err_make(err, E2BIG, "linux.resources.devices: %zu rules, at most %d",
+                        res->n_devices, RES_DEVICES_MAX);
     if (res->memory.swappiness.set)
         return err_make(err, ENOTSUP, "linux.resources.memory.swappiness: no cgroup v2 equivalent");
     if (res->memory.disable_oom_killer.set && res->memory.disable_oom_killer.value)
@@ -242,6 +243,12 @@ int container_cgroup_apply(const char *dir, const oci_resources_t *res, err_t *e
     for (size_t i = 0; i < res->n_unified; i++)
         if ((r = put(dir, res->unified[i].key, res->unified[i].value, err)) < 0)
             return r;
+    if ((r = devfilter_apply(dir, res->devices, res->n_devices, g_host_mode, err)) < 0)
+        return err_wrap(err, "linux.resources.devices");
+    if (r == 1)
+        log_warn("cgroup %s: this host cannot attach a cgroup eBPF device filter: the device "
+                 "rules are not applied",
+                 dir);
     return 0;
 }
 

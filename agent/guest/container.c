@@ -26,6 +26,7 @@
 
 #include "agent/guest/container-internal.h"
 #include "common/cleanup.h"
+#include "resources/devices.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -181,6 +182,9 @@ int container_validate(const oci_spec_t *spec, err_t *err)
     if (l->seccomp && (r = container_seccomp_validate(l->seccomp, err)) < 0)
         return r;
     if (l->resources && (r = container_cgroup_validate(l->resources, err)) < 0)
+        return r;
+    /* the host checked them too: the agent does not rely on it */
+    if ((r = res_devices_check(spec, err)) < 0)
         return r;
     bool user = find_ns(spec, OCI_NS_USER) != NULL;
     if ((l->n_uid_mappings || l->n_gid_mappings) && !user)

@@ -371,6 +371,8 @@ static int make_device(int rootfd, const char *path, char type, unsigned maj, un
     dev_t dev = type == 'p' ? 0 : makedev(maj, min);
     if (mknodat(dfd, name, fmt | perm, dev) < 0) {
         struct stat st;
+        if (errno == EPERM) /* as runc: no mknod here, bind the node of our own /dev */
+            return bind_host_path(rootfd, path, path, MS_BIND, userns, err);
         if (errno != EEXIST)
             return err_errno(err, "mknod %s", path);
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && (st.st_mode & S_IFMT) == fmt &&
