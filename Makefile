@@ -9,6 +9,9 @@
 #   make format     apply .clang-format to our C
 
 VERSION := 0.1.0
+# a root shell without the sbin directories (CI, su, sudo -E) still finds
+# depmod, chroot, ip, tc and friends, for the guest build and the tests
+export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 
 ifeq ($(SANITIZE),1)
