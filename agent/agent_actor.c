@@ -454,6 +454,7 @@ static void on_guest_reply(struct agent_actor *aa, msg_t **mp)
     msg_t *m = *mp;
     if (aa->probe_gid && m->reply_to == aa->probe_gid) {
         aa->probe_gid = 0; /* alive: whatever it answered, it answered */
+        liveness_arm(aa, PROBE_AFTER_MS); /* not the probe's long wait */
         return;
     }
     struct fwd *f = take_fwd(aa, m->reply_to);

@@ -64,6 +64,11 @@ static int fx_setup_liveness(void **state)
     return fx_setup_opts(state, 0, false, 400);
 }
 
+static int fx_setup_liveness_long(void **state)
+{
+    return fx_setup_opts(state, 0, false, 3000);
+}
+
 static int fx_setup_short(void **state)
 {
     return fx_setup_opts(state, 500, false, 0);
@@ -564,6 +569,46 @@ static void test_agent_actor_slow_guest_that_answers_probes_is_alive(void **stat
     assert_int_equal(c.dropped_replies, 0); /* probe answers are not strays */
 }
 
+/* After an answered probe the watch goes back to a second of silence, not
+ * to the probe's own (long) wait: the next hang is probed as soon. */
+static void test_agent_actor_answered_probe_rearms_the_short_watch(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 3000 */
+    guest_up(f);
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_start("c1"), 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    msg_t *probe = guest_recv(f, 5000);
+    assert_non_null(probe);
+    assert_int_equal(probe->type, MSG_AGENT_CHECK);
+    guest_send(f, guest_reply(probe, MSG_AGENT_HEALTH));
+    msg_destroy(&probe);
+    guest_send(f, guest_reply(req, MSG_AGENT_OK));
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+    /* a second request, left unanswered: probed a second later */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    j = aclient_begin(&f->client, "agent", new_start("c2"), 20000);
+    req = guest_recv(f, 5000);
+    assert_non_null(req);
+    probe = guest_recv(f, 5000);
+    assert_non_null(probe);
+    assert_int_equal(probe->type, MSG_AGENT_CHECK);
+    long at = ms_since(&t0);
+    if (at < 900 || at > 2500)
+        fail_msg("probe %ld ms after the request, want about 1000", at);
+    guest_send(f, guest_reply(probe, MSG_AGENT_HEALTH));
+    guest_send(f, guest_reply(req, MSG_AGENT_OK));
+    msg_destroy(&probe);
+    msg_destroy(&req);
+    rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+}
+
 /* Before the guest's first answer (a booting VM) nothing is probed: the
  * request's own deadline covers a slow boot. */
 static void test_agent_actor_booting_guest_is_not_probed(void **state)
@@ -636,6 +681,8 @@ int main(void)
                                         fx_setup_liveness, fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_slow_guest_that_answers_probes_is_alive,
                                         fx_setup_liveness, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_answered_probe_rearms_the_short_watch,
+                                        fx_setup_liveness_long, fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_booting_guest_is_not_probed,
                                         fx_setup_liveness, fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_wait_alone_is_not_probed,
