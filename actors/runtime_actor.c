@@ -29,8 +29,15 @@
 #include "runtimes/hooks.h"
 #include "runtimes/state.h"
 
-#define HV_TIMEOUT_MS      60000 /* a TCG boot takes seconds; a cold one more */
-#define AGENT_TIMEOUT_MS   30000
+/* Deadlines, suited to each request: they bound a lost message (the peer
+ * never saw it, or its answer vanished).  A guest that stops answering is
+ * found sooner by the agent actor's health probe (agent/agent_actor.h).
+ * hv.start answers once QMP is up (~0.1 s); the boot itself, seconds under
+ * TCG, is agent.connect's.  Creating the sandbox or a container mounts
+ * and forks in the guest (~1 s under TCG); the rest is quicker. */
+#define HV_TIMEOUT_MS      20000
+#define AGENT_TIMEOUT_MS   30000 /* create_sandbox, create_container, network */
+#define AGENT_QUICK_MS     10000 /* start, exec, signal, pause, stats... */
 #define CONNECT_TIMEOUT_MS 60000
 #define REMOVE_TIMEOUT_MS  10000
 
@@ -1083,7 +1090,10 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
     if ((*reply)->status || !b) {
         char why[MSG_ITEM_MAX + 64];
         snprintf(why, sizeof why, "%s", (*reply)->status_text ? (*reply)->status_text : "failed");
-        rt->backend[0] = 0; /* nothing to stop */
+        /* a failed start leaves nothing to stop; an unanswered one may
+         * have left a VMM running: the stop asks the hypervisor */
+        if ((*reply)->status != ETIMEDOUT)
+            rt->backend[0] = 0;
         boot_failed(rt, why);
         return;
     }
@@ -1597,7 +1607,7 @@ static void start_hooks_done(struct op *op, int result, err_t *err)
     }
     msg_t *r = msg_new(MSG_AGENT_START_CONTAINER);
     msg_set_str(&((msg_agent_start_container_t *)r->body)->container_id, op->c->id);
-    if (request(op->rt, "agent", &r, AGENT_TIMEOUT_MS, on_started, op) < 0) {
+    if (request(op->rt, "agent", &r, AGENT_QUICK_MS, on_started, op) < 0) {
         actor_reply_error(op->rt->self, op->req, EIO, "cannot reach the agent actor");
         op_free(op);
     }
@@ -1641,7 +1651,7 @@ static void forward(struct rt *rt, msg_t **req, struct ctr *c, msg_t **agent_msg
 {
     struct op *op = op_new(rt, req, c);
     op->step = next_state;
-    if (request(rt, "agent", agent_msg, AGENT_TIMEOUT_MS, on_simple, op) < 0) {
+    if (request(rt, "agent", agent_msg, AGENT_QUICK_MS, on_simple, op) < 0) {
         actor_reply_error(rt->self, op->req, EIO, "cannot reach the agent actor");
         op_free(op);
     }
@@ -1751,7 +1761,7 @@ static void on_exec(actor_t *a, msg_t **m, void *state)
     msg_set_str(&e->process, b->process);
     e->stdin = true;
     struct op *op = op_new(rt, m, c);
-    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_exec_started, op) < 0) {
+    if (request(rt, "agent", &r, AGENT_QUICK_MS, on_exec_started, op) < 0) {
         actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
         op_free(op);
     }
@@ -1790,7 +1800,7 @@ static void on_ps(actor_t *a, msg_t **m, void *state)
     msg_t *r = msg_new(MSG_AGENT_LIST_PROCESSES);
     msg_set_str(&((msg_agent_list_processes_t *)r->body)->container_id, c->id);
     struct op *op = op_new(rt, m, c);
-    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_processes, op) < 0) {
+    if (request(rt, "agent", &r, AGENT_QUICK_MS, on_processes, op) < 0) {
         actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
         op_free(op);
     }
@@ -1837,7 +1847,7 @@ static void on_stats(actor_t *a, msg_t **m, void *state)
     msg_t *r = msg_new(MSG_AGENT_STATS_CONTAINER);
     msg_set_str(&((msg_agent_stats_container_t *)r->body)->container_id, c->id);
     struct op *op = op_new(rt, m, c);
-    if (request(rt, "agent", &r, AGENT_TIMEOUT_MS, on_stats_reply, op) < 0) {
+    if (request(rt, "agent", &r, AGENT_QUICK_MS, on_stats_reply, op) < 0) {
         actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
         op_free(op);
     }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "agent/frame.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 #define BUCKETS           256
@@ -21,6 +22,8 @@
 #define REMOVE_GRACE_MS   5000
 #define REMOVE_DEFAULT_MS 10000
 #define MAX_STREAMS       65536
+#define PROBE_AFTER_MS    1000 /* silence, with a request waiting, before a health probe */
+#define LIVENESS_MS       6000 /* default wait for the probe's answer */
 
 struct fwd {
     uint64_t gid;    /* id on the channel */
@@ -30,6 +33,7 @@ struct fwd {
     struct agent_actor *aa;
     char cid[AGENT_ID_MAX + 1], eid[AGENT_ID_MAX + 1];
     uint64_t window;
+    int64_t sent_ms; /* when it went to the guest */
     struct fwd *next;
 };
 
@@ -52,6 +56,13 @@ struct agent_actor {
     agent_frame_writer_t *writer;
     bool lost;
     char lost_reason[200];
+    /* liveness: once the guest has answered, a request waiting in silence
+     * is followed by an agent.check probe; no answer in time = hung */
+    bool guest_seen;        /* a frame came in since the channel was attached */
+    int64_t last_rx_ms;     /* when the last frame came in */
+    uint64_t probe_gid;     /* the probe in flight, 0 = none */
+    int64_t probe_sent_ms;  /* when it was sent */
+    struct event *liveness; /* the check's timer, armed while requests wait */
     uint64_t next_gid;
     struct fwd *pending[BUCKETS];
     size_t npending;
@@ -213,6 +224,8 @@ static void on_fwd_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static void chan_lost_code(struct agent_actor *aa, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 static void chan_flush(struct agent_actor *aa)
 {
@@ -233,15 +246,16 @@ static void chan_flush(struct agent_actor *aa)
     aa->wev_armed = want;
 }
 
-static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
+/* Disconnects the guest: pending requests fail with `code`. */
+static void chan_lost_code(struct agent_actor *aa, int code, const char *fmt, va_list ap)
 {
     if (aa->lost)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(aa->lost_reason, sizeof aa->lost_reason, fmt, ap);
-    va_end(ap);
     aa->lost = true;
+    aa->probe_gid = 0;
+    if (aa->liveness)
+        evtimer_del(aa->liveness);
     __atomic_store_n(&aa->cnt.lost, true, __ATOMIC_RELAXED);
     if (aa->rev)
         event_del(aa->rev);
@@ -260,7 +274,7 @@ static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
             struct fwd *f = aa->pending[i];
             aa->pending[i] = f->next;
             aa->npending--;
-            fwd_fail(aa, f, ECONNRESET, "agent channel lost: %s", aa->lost_reason);
+            fwd_fail(aa, f, code, "agent channel lost: %s", aa->lost_reason);
         }
     streams_drop(aa, NULL);
     msg_t *m = msg_new(MSG_AGENT_LOST);
@@ -273,6 +287,122 @@ static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
         err_clear(&err);
         msg_destroy(&m);
     }
+}
+
+static void chan_lost(struct agent_actor *aa, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    chan_lost_code(aa, ECONNRESET, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- liveness ---------------------------------------------------------------
+ * A guest that stops answering (a hung agent, a wedged guest kernel) would
+ * cost every request its full deadline.  So while a request with a deadline
+ * waits and the guest has been silent for PROBE_AFTER_MS, the actor sends
+ * an agent.check of its own; when that goes unanswered for liveness_ms the
+ * guest is declared hung: the channel is dropped as if it had closed
+ * (pending requests fail with ETIMEDOUT, agent.lost is published).  The
+ * guest agent answers in order on one loop, so the probe's answer only
+ * waits for the request being handled; its slowest synchronous handlers
+ * (create_sandbox's mounts, a container's create) take about a second
+ * under TCG.  Before the guest's first frame (the boot) nothing is probed:
+ * agent.connect's own deadline covers a slow boot. */
+
+static int liveness_ms(const struct agent_actor *aa)
+{
+    return aa->o.liveness_ms > 0 ? aa->o.liveness_ms : LIVENESS_MS;
+}
+
+static void liveness_arm(struct agent_actor *aa, int64_t ms)
+{
+    if (ms < 1)
+        ms = 1;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(aa->liveness, &tv);
+}
+
+/* The oldest request that waits for the guest with a deadline, or NULL. */
+static const struct fwd *oldest_timed(const struct agent_actor *aa)
+{
+    const struct fwd *o = NULL;
+    for (int i = 0; i < BUCKETS; i++)
+        for (const struct fwd *f = aa->pending[i]; f; f = f->next)
+            if (f->timer && (!o || f->sent_ms < o->sent_ms))
+                o = f;
+    return o;
+}
+
+static void chan_hung(struct agent_actor *aa, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void chan_hung(struct agent_actor *aa, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    chan_lost_code(aa, ETIMEDOUT, fmt, ap);
+    va_end(ap);
+}
+
+static int chan_send(struct agent_actor *aa, msg_t *m, uint64_t gid, err_t *err);
+
+static void on_liveness(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent_actor *aa = arg;
+    if (aa->lost || !aa->guest_seen || aa->o.liveness_ms < 0)
+        return;
+    int64_t now = clock_mono_ms();
+    const struct fwd *o = oldest_timed(aa);
+    if (aa->probe_gid) {
+        int64_t waited = now - aa->probe_sent_ms;
+        if (waited < liveness_ms(aa)) {
+            liveness_arm(aa, liveness_ms(aa) - waited);
+            return;
+        }
+        CNT_ADD(aa, timeouts, 1);
+        if (o)
+            chan_hung(aa,
+                      "the agent is not responding: no answer to a health check in %d ms "
+                      "(%s waiting for %lld ms)",
+                      liveness_ms(aa), msg_type_name(o->type), (long long)(now - o->sent_ms));
+        else
+            chan_hung(aa, "the agent is not responding: no answer to a health check in %d ms",
+                      liveness_ms(aa));
+        return;
+    }
+    if (!o)
+        return; /* nothing waits: the next request arms the timer again */
+    int64_t since = o->sent_ms > aa->last_rx_ms ? o->sent_ms : aa->last_rx_ms;
+    if (now - since < PROBE_AFTER_MS) {
+        liveness_arm(aa, PROBE_AFTER_MS - (now - since));
+        return;
+    }
+    msg_t *m = msg_new(MSG_AGENT_CHECK);
+    err_t err = ERR_INIT;
+    uint64_t gid = ++aa->next_gid;
+    if (!m || chan_send(aa, m, gid, &err) < 0) {
+        log_warn("liveness probe: %s", m ? err_str(&err) : "out of memory");
+        err_clear(&err);
+        msg_destroy(&m);
+        liveness_arm(aa, PROBE_AFTER_MS);
+        return;
+    }
+    msg_destroy(&m);
+    if (aa->lost)
+        return;
+    log_debug("guest silent for %lld ms with %s waiting: health probe (guest id %llu)",
+              (long long)(now - since), msg_type_name(o->type), (unsigned long long)gid);
+    aa->probe_gid = gid;
+    aa->probe_sent_ms = now;
+    liveness_arm(aa, liveness_ms(aa));
+}
+
+/* A request with a deadline went to the guest: make sure someone watches. */
+static void liveness_watch(struct agent_actor *aa)
+{
+    if (aa->liveness && aa->guest_seen && aa->o.liveness_ms >= 0 &&
+        !evtimer_pending(aa->liveness, NULL))
+        liveness_arm(aa, PROBE_AFTER_MS);
 }
 
 /* Queues m (re-addressed to the guest under gid) on the channel. */
@@ -322,6 +452,11 @@ static void send_ack(struct agent_actor *aa, const char *cid, const char *eid, u
 static void on_guest_reply(struct agent_actor *aa, msg_t **mp)
 {
     msg_t *m = *mp;
+    if (aa->probe_gid && m->reply_to == aa->probe_gid) {
+        aa->probe_gid = 0; /* alive: whatever it answered, it answered */
+        liveness_arm(aa, PROBE_AFTER_MS); /* not the probe's long wait */
+        return;
+    }
     struct fwd *f = take_fwd(aa, m->reply_to);
     if (!f) {
         CNT_ADD(aa, dropped_replies, 1);
@@ -411,6 +546,11 @@ static int on_frame(void *arg, const uint8_t *buf, size_t len)
 {
     struct agent_actor *aa = arg;
     CNT_ADD(aa, frames_in, 1);
+    aa->last_rx_ms = clock_mono_ms();
+    if (!aa->guest_seen) {
+        aa->guest_seen = true;
+        liveness_watch(aa);
+    }
     msg_t *m = NULL;
     err_t err = ERR_INIT;
     if (msg_decode(buf, len, &m, &err) < 0) {
@@ -524,6 +664,7 @@ static void on_request(actor_t *a, msg_t **mp, void *state)
         fwd_free(f);
         return;
     }
+    f->sent_ms = clock_mono_ms();
     if (timeout > 0) {
         f->timer = evtimer_new(actor_base(a), on_fwd_timeout, f);
         struct timeval tv = {timeout / 1000, (timeout % 1000) * 1000};
@@ -534,6 +675,8 @@ static void on_request(actor_t *a, msg_t **mp, void *state)
     f->next = *b;
     *b = f;
     aa->npending++;
+    if (f->timer)
+        liveness_watch(aa);
 }
 
 /* Watches a connected channel fd (taken). */
@@ -555,6 +698,8 @@ static int chan_attach(struct agent_actor *aa, int fd, err_t *err)
     if (!aa->rev || !aa->wev || event_add(aa->rev, NULL) < 0)
         return err_make(err, ENOMEM, "agent actor: cannot watch the channel");
     aa->lost = false;
+    aa->guest_seen = false;
+    aa->probe_gid = 0;
     __atomic_store_n(&aa->cnt.lost, false, __ATOMIC_RELAXED);
     return 0;
 }
@@ -563,6 +708,12 @@ static int aa_init(actor_t *a, void *state, err_t *err)
 {
     struct agent_actor *aa = state;
     aa->actor = a;
+    if (!(aa->liveness = evtimer_new(actor_base(a), on_liveness, aa))) {
+        if (aa->fd >= 0)
+            close(aa->fd);
+        aa->fd = -1;
+        return err_make(err, ENOMEM, "agent actor: out of memory");
+    }
     if (aa->fd < 0) {
         /* no channel yet: agent.connect brings one */
         aa->lost = true;
@@ -678,6 +829,9 @@ static void aa_fini(actor_t *a, void *state)
             aa->npending--;
             fwd_fail(aa, f, ECANCELED, "agent actor stopping");
         }
+    if (aa->liveness)
+        event_free(aa->liveness);
+    aa->liveness = NULL;
     if (aa->rev)
         event_free(aa->rev);
     if (aa->wev)

@@ -24,7 +24,11 @@
  * published with the reason, and later requests failed with ENOTCONN — when
  * it sends an undecodable frame, an impossible length, output beyond the
  * credit the host granted (agent.output_ack), more than the bus can take,
- * or when it closes the channel.  Reads are budgeted per loop turn so a
+ * or when it closes the channel; and, with ETIMEDOUT for the pending
+ * requests, when it stops answering: once the guest has answered a first
+ * time, a request with a deadline that waits in silence for a second is
+ * followed by a health probe (agent.check), and a probe unanswered for
+ * liveness_ms means the guest is hung.  Reads are budgeted per loop turn so a
  * flooding guest cannot starve the actor's other work.
  *
  * Output credit is tracked on the host too: a stream gets the
@@ -55,6 +59,8 @@ typedef struct agent_actor_opts {
     size_t frame_max;       /* largest frame payload accepted; 0 = AGENT_FRAME_MAX */
     size_t queue_max;       /* bound of the send queue to the guest; 0 = AGENT_FRAME_QUEUE_MAX */
     size_t max_pending;     /* requests in flight at the guest; 0 = 4096 */
+    int liveness_ms;        /* a silent guest's wait for a health probe's answer before
+                             * it counts as hung; 0 = 6000, < 0 = never probe */
     bool auto_ack;          /* acknowledge output as soon as it is published */
 } agent_actor_opts_t;
 

@@ -16,6 +16,8 @@ struct rule {
     unsigned param;
     char type[PAT_MAX], from[PAT_MAX], to[PAT_MAX];
     uint64_t count; /* 0 = unlimited */
+    uint64_t skip;  /* matches let through before the rule acts */
+    uint64_t seen;  /* matches so far, for skip */
     double prob;
     uint64_t rng;
     uint64_t hits;
@@ -173,6 +175,10 @@ static int parse_rule(char *s, struct rule *r, err_t *err)
             if (parse_uint(eq, UINT64_MAX, &x) < 0 || x == 0)
                 return err_make(err, EINVAL, "count: '%s' is not a positive integer", eq);
             r->count = x;
+        } else if (!strcmp(tok, "skip")) {
+            if (parse_uint(eq, UINT64_MAX, &x) < 0)
+                return err_make(err, EINVAL, "skip: '%s' is not an integer", eq);
+            r->skip = x;
         } else if (!strcmp(tok, "prob")) {
             char *end;
             errno = 0;
@@ -185,7 +191,7 @@ static int parse_rule(char *s, struct rule *r, err_t *err)
                 return err_make(err, EINVAL, "seed: '%s' is not an integer", eq);
             r->rng = x ? x : 1;
         } else {
-            return err_make(err, EINVAL, "unknown key '%s' (type, from, to, count, prob, seed)",
+            return err_make(err, EINVAL, "unknown key '%s' (type, from, to, count, skip, prob, seed)",
                             tok);
         }
     }
@@ -196,6 +202,8 @@ static int parse_rule(char *s, struct rule *r, err_t *err)
     n += snprintf(text + n, sizeof text - n, " type=%s from=%s to=%s", r->type, r->from, r->to);
     if (r->count)
         n += snprintf(text + n, sizeof text - n, " count=%llu", (unsigned long long)r->count);
+    if (r->skip)
+        n += snprintf(text + n, sizeof text - n, " skip=%llu", (unsigned long long)r->skip);
     if (r->prob < 1.0)
         snprintf(text + n, sizeof text - n, " prob=%g", r->prob);
     memcpy(r->text, text, sizeof text);
@@ -256,6 +264,8 @@ fault_hit_t faults_match(faults_t *f, const char *type, const char *from, const 
         if (is_bus && strncmp(r->type, "bus.", 4))
             continue;
         if (fnmatch(r->type, type, 0) || fnmatch(r->from, from, 0) || fnmatch(r->to, to, 0))
+            continue;
+        if (r->seen++ < r->skip)
             continue;
         if (r->prob < 1.0 && (double)(next_rand(&r->rng) >> 11) / 9007199254740992.0 >= r->prob)
             continue;

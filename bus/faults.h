@@ -13,6 +13,7 @@
  *                        message (see fault_is_effect below)
  *   key    = type | from | to     glob on the wire type / actor names (default *)
  *          | count                apply at most N times (default: always)
+ *          | skip                 let the first N matching messages pass
  *          | prob                 apply with probability P in [0,1] (default 1)
  *          | seed                 seed of this rule's random choices
  * Example: "delay:200 type=agent.* count=3; drop to=hypervisor prob=0.5".

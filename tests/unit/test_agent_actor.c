@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -29,7 +30,7 @@ struct fx {
     int nin;
 };
 
-static int fx_setup_opts(void **state, int req_timeout_ms, bool auto_ack)
+static int fx_setup_opts(void **state, int req_timeout_ms, bool auto_ack, int liveness_ms)
 {
     struct fx *f = calloc(1, sizeof *f);
     err_t err = ERR_INIT;
@@ -40,7 +41,10 @@ static int fx_setup_opts(void **state, int req_timeout_ms, bool auto_ack)
     f->g = sv[1];
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
     agent_actor_opts_t o = {
-        .fd = sv[0], .request_timeout_ms = req_timeout_ms, .auto_ack = auto_ack};
+        .fd = sv[0],
+        .request_timeout_ms = req_timeout_ms,
+        .auto_ack = auto_ack,
+        .liveness_ms = liveness_ms};
     if (agent_actor_start(&ao, &o, &f->agent, &err) < 0)
         fail_msg("agent_actor_start: %s", err_str(&err));
     if (aclient_start(&f->client, &ao, "client", "agent", false, &err) < 0)
@@ -52,12 +56,22 @@ static int fx_setup_opts(void **state, int req_timeout_ms, bool auto_ack)
 
 static int fx_setup(void **state)
 {
-    return fx_setup_opts(state, 0, false);
+    return fx_setup_opts(state, 0, false, 0);
+}
+
+static int fx_setup_liveness(void **state)
+{
+    return fx_setup_opts(state, 0, false, 400);
+}
+
+static int fx_setup_liveness_long(void **state)
+{
+    return fx_setup_opts(state, 0, false, 3000);
 }
 
 static int fx_setup_short(void **state)
 {
-    return fx_setup_opts(state, 500, false);
+    return fx_setup_opts(state, 500, false, 0);
 }
 
 static int fx_teardown(void **state)
@@ -455,6 +469,186 @@ static void test_agent_actor_many_in_flight_out_of_order(void **state)
     }
 }
 
+static long ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+/* The guest answers one health check, so that it counts as up. */
+static void guest_up(struct fx *f)
+{
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_check(), 5000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    guest_send(f, guest_reply(req, MSG_AGENT_HEALTH));
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+}
+
+static msg_t *new_start(const char *cid)
+{
+    msg_t *m = msg_new(MSG_AGENT_START_CONTAINER);
+    msg_set_str(&((msg_agent_start_container_t *)m->body)->container_id, cid);
+    return m;
+}
+
+/* A guest that stops answering is found out by the health probe long
+ * before the request's own deadline (30 s), and the sandbox is lost. */
+static void test_agent_actor_silent_guest_is_declared_hung(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 400 */
+    guest_up(f);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_start("c1"), 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    assert_int_equal(req->type, MSG_AGENT_START_CONTAINER);
+    msg_destroy(&req);
+    /* about a second of silence later: the probe, left unanswered */
+    msg_t *probe = guest_recv(f, 5000);
+    assert_non_null(probe);
+    assert_int_equal(probe->type, MSG_AGENT_CHECK);
+    long at = ms_since(&t0);
+    assert_true(at >= 900);
+    msg_destroy(&probe);
+    msg_t *rep = aclient_finish(&f->client, j);
+    long ms = ms_since(&t0);
+    assert_non_null(rep);
+    assert_int_equal(rep->status, ETIMEDOUT);
+    assert_non_null(strstr(rep->status_text, "agent is not responding"));
+    assert_non_null(strstr(rep->status_text, "agent.start_container waiting"));
+    assert_true(ms >= at + 300 && ms < 10000);
+    msg_destroy(&rep);
+    msg_t *lost = wait_lost(f);
+    assert_non_null(lost);
+    assert_non_null(strstr(((msg_agent_lost_t *)lost->body)->reason, "not responding"));
+    msg_destroy(&lost);
+    /* later requests fail at once */
+    rep = aclient_call(&f->client, "agent", new_check(), 5000);
+    assert_int_equal(rep->status, ENOTCONN);
+    msg_destroy(&rep);
+}
+
+/* A guest that is slow with one request but answers the probes is alive:
+ * the request gets its answer, however late, within its deadline. */
+static void test_agent_actor_slow_guest_that_answers_probes_is_alive(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 400 */
+    guest_up(f);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_start("c1"), 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    int probes = 0;
+    while (ms_since(&t0) < 3000) {
+        msg_t *p = guest_recv(f, 200);
+        if (!p)
+            continue;
+        assert_int_equal(p->type, MSG_AGENT_CHECK);
+        guest_send(f, guest_reply(p, MSG_AGENT_HEALTH));
+        msg_destroy(&p);
+        probes++;
+    }
+    assert_true(probes >= 1);
+    guest_send(f, guest_reply(req, MSG_AGENT_OK));
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_non_null(rep);
+    assert_int_equal(rep->status, 0);
+    assert_int_equal(rep->type, MSG_AGENT_OK);
+    msg_destroy(&rep);
+    agent_actor_counters_t c;
+    agent_actor_counters(f->agent, &c);
+    assert_false(c.lost);
+    assert_int_equal(c.dropped_replies, 0); /* probe answers are not strays */
+}
+
+/* After an answered probe the watch goes back to a second of silence, not
+ * to the probe's own (long) wait: the next hang is probed as soon. */
+static void test_agent_actor_answered_probe_rearms_the_short_watch(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 3000 */
+    guest_up(f);
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_start("c1"), 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    msg_t *probe = guest_recv(f, 5000);
+    assert_non_null(probe);
+    assert_int_equal(probe->type, MSG_AGENT_CHECK);
+    guest_send(f, guest_reply(probe, MSG_AGENT_HEALTH));
+    msg_destroy(&probe);
+    guest_send(f, guest_reply(req, MSG_AGENT_OK));
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+    /* a second request, left unanswered: probed a second later */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    j = aclient_begin(&f->client, "agent", new_start("c2"), 20000);
+    req = guest_recv(f, 5000);
+    assert_non_null(req);
+    probe = guest_recv(f, 5000);
+    assert_non_null(probe);
+    assert_int_equal(probe->type, MSG_AGENT_CHECK);
+    long at = ms_since(&t0);
+    if (at < 900 || at > 2500)
+        fail_msg("probe %ld ms after the request, want about 1000", at);
+    guest_send(f, guest_reply(probe, MSG_AGENT_HEALTH));
+    guest_send(f, guest_reply(req, MSG_AGENT_OK));
+    msg_destroy(&probe);
+    msg_destroy(&req);
+    rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+}
+
+/* Before the guest's first answer (a booting VM) nothing is probed: the
+ * request's own deadline covers a slow boot. */
+static void test_agent_actor_booting_guest_is_not_probed(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 400 */
+    struct aclient_job *j = aclient_begin(&f->client, "agent", new_check(), 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    msg_t *p = guest_recv(f, 2500);
+    assert_null(p);
+    guest_send(f, guest_reply(req, MSG_AGENT_HEALTH));
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+    agent_actor_counters_t c;
+    agent_actor_counters(f->agent, &c);
+    assert_false(c.lost);
+}
+
+/* agent.wait_process has no deadline (answered at exit): waiting on it
+ * alone is not a reason to probe. */
+static void test_agent_actor_wait_alone_is_not_probed(void **state)
+{
+    struct fx *f = *state; /* liveness_ms = 400 */
+    guest_up(f);
+    msg_t *w = msg_new(MSG_AGENT_WAIT_PROCESS);
+    msg_set_str(&((msg_agent_wait_process_t *)w->body)->container_id, "c1");
+    struct aclient_job *j = aclient_begin(&f->client, "agent", w, 20000);
+    msg_t *req = guest_recv(f, 5000);
+    assert_non_null(req);
+    assert_null(guest_recv(f, 2500));
+    msg_t *r = guest_reply(req, MSG_AGENT_EXIT_STATUS);
+    guest_send(f, r);
+    msg_destroy(&req);
+    msg_t *rep = aclient_finish(&f->client, j);
+    assert_int_equal(rep->status, 0);
+    msg_destroy(&rep);
+}
+
 int main(void)
 {
     log_setup(2, LOG_FMT_LOGFMT, LOG_OFF);
@@ -483,6 +677,16 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_actor_many_in_flight_out_of_order, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_silent_guest_is_declared_hung,
+                                        fx_setup_liveness, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_slow_guest_that_answers_probes_is_alive,
+                                        fx_setup_liveness, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_answered_probe_rearms_the_short_watch,
+                                        fx_setup_liveness_long, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_booting_guest_is_not_probed,
+                                        fx_setup_liveness, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_actor_wait_alone_is_not_probed,
+                                        fx_setup_liveness, fx_teardown),
     };
     return cmocka_run_group_tests_name("agent_actor", tests, NULL, NULL);
 }

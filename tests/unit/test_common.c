@@ -151,6 +151,23 @@ static void test_faults_grammar_accepts_and_canonicalizes(void **s)
     assert_null(f);
 }
 
+/* skip=N lets the first N matching messages through: "the second
+ * agent.pid" (an exec's answer, after the create's). */
+static void test_faults_skip_lets_the_first_matches_pass(void **s)
+{
+    faults_t *f = faults_new();
+    err_t err = ERR_INIT;
+    assert_int_equal(faults_add(f, "drop type=agent.pid to=runtime skip=1 count=1", &err), 0);
+    assert_string_equal(faults_rule_text(f, 0),
+                        "drop type=agent.pid from=* to=runtime count=1 skip=1");
+    assert_int_equal(faults_match(f, "agent.ok", "agent", "runtime").action, FAULT_NONE);
+    assert_int_equal(faults_match(f, "agent.pid", "agent", "runtime").action, FAULT_NONE);
+    assert_int_equal(faults_match(f, "agent.pid", "agent", "runtime").action, FAULT_DROP);
+    assert_int_equal(faults_match(f, "agent.pid", "agent", "runtime").action, FAULT_NONE);
+    assert_int_equal(faults_rule_hits(f, 0), 1);
+    faults_destroy(&f);
+}
+
 static void test_faults_grammar_rejects_with_reasons(void **s)
 {
     struct {
@@ -168,6 +185,7 @@ static void test_faults_grammar_rejects_with_reasons(void **s)
         {"drop; delay:x", "fault rule 2"},
         {"duplicate:1000", "at most 100 copies"},
         {"drop seed=-1", "seed: '-1' is not an integer"},
+        {"drop skip=x", "skip: 'x' is not an integer"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         faults_t *f = faults_new();
@@ -190,6 +208,7 @@ int main(void)
         cmocka_unit_test(test_log_level_filter_and_parsers),
         cmocka_unit_test(test_faults_grammar_accepts_and_canonicalizes),
         cmocka_unit_test(test_faults_grammar_rejects_with_reasons),
+        cmocka_unit_test(test_faults_skip_lets_the_first_matches_pass),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
 }
