@@ -53,6 +53,7 @@
 #define CREATE_TIMEOUT_MS 180000 /* a cold TCG boot plus the container */
 #define DAEMON_START_MS   30000
 #define PROXY_START_MS    15000
+#define SANDBOX_END_MS 30000 /* a dying daemon's own stop deadlines, bounded */
 #define LOCK_TIMEOUT_MS   120000
 
 static int g_log_fd = -1; /* --log file, -1: stderr */
@@ -452,6 +453,33 @@ static int cmd_list(cli_opts_t *o)
 
 /* ---- the sandbox daemon -------------------------------------------------------------- */
 
+/* A sandbox whose daemon still runs but is shutting down (its last
+ * container was just deleted, or it failed) must not be joined: a create
+ * right after `delete -f` waits for that daemon to leave, then starts a
+ * fresh one. */
+static void wait_sandbox_end(persist_store_t *store, const char *sb, int ms)
+{
+    for (int waited = 0;; waited += 50) {
+        persist_sandbox_t *s = NULL;
+        err_t e = ERR_INIT;
+        if (persist_sandbox_load(store, sb, &s, &e) < 0) {
+            err_clear(&e); /* no such sandbox (or unreadable: create says so) */
+            return;
+        }
+        bool ending = s->state && (!strcmp(s->state, "stopping") || !strcmp(s->state, "stopped") ||
+                                   !strcmp(s->state, "failed"));
+        bool alive = persist_daemon_alive(s);
+        persist_sandbox_free(&s);
+        if (!ending || !alive)
+            return;
+        if (waited >= ms) {
+            log_warn("sandbox %s: its daemon is still shutting down after %d ms", sb, ms);
+            return;
+        }
+        usleep(50000);
+    }
+}
+
 static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
 {
     char *dir = xasprintf("%s/%s", o->root, sb);
@@ -749,6 +777,8 @@ static int do_create(cli_opts_t *o, bool detach, created_t *out, err_t *err)
         rc = err_make(err, ENOENT, "sandbox %s is not running", sb);
         goto out;
     }
+    if (kind != OCI_CRI_CONTAINER)
+        wait_sandbox_end(store, sb, SANDBOX_END_MS);
     if ((rc = persist_lock_sandbox(store, sb, PERSIST_LOCK_CREATE, LOCK_TIMEOUT_MS, &lock, err)) <
         0)
         goto out;

@@ -1,6 +1,7 @@
 #include "services/daemon.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -42,22 +43,27 @@ static char *agent_binary_for(const char *exe)
     return path;
 }
 
-/* Asks the runtime to shut the sandbox down (VM, resources, state). */
-static void request_shutdown(bus_t *bus)
+/* Asks the runtime to shut the sandbox down (VM, resources, state); false
+ * when it did not answer: the caller then leaves at once (the hypervisor
+ * actor's fini kills the VM) instead of waiting for a done that never
+ * comes. */
+static bool request_shutdown(bus_t *bus)
 {
     bus_client_t *c = NULL;
     err_t err = ERR_INIT;
     if (bus_client_new(bus_ipc_endpoint(bus), "daemon-signal", &c, &err) < 0) {
         log_error("shutdown: %s", err_str(&err));
         err_clear(&err);
-        return;
+        return false;
     }
     msg_t *m = msg_new(MSG_RT_SHUTDOWN), *reply = NULL;
-    if (bus_client_call(c, RT_ACTOR_NAME, &m, SHUTDOWN_TIMEOUT_MS, &reply, &err) < 0)
-        log_error("shutdown: %s", err_str(&err));
+    bool ok = bus_client_call(c, RT_ACTOR_NAME, &m, SHUTDOWN_TIMEOUT_MS, &reply, &err) == 0;
+    if (!ok)
+        log_error("shutdown: %s; leaving without it", err_str(&err));
     err_clear(&err);
     msg_destroy(&reply);
     bus_client_destroy(&c);
+    return ok;
 }
 
 int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
@@ -149,7 +155,8 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
                 break; /* the sandbox is already gone */
             if (!shutting) {
                 shutting = true;
-                request_shutdown(bus); /* the runtime signals done_fd when finished */
+                if (!request_shutdown(bus)) /* else the runtime signals done_fd */
+                    break;
             } else {
                 break; /* a second signal: leave now */
             }
