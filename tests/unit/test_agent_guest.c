@@ -382,6 +382,22 @@ static msg_t *req_c(msg_type_t t, const char *cid)
     return m;
 }
 
+/* The build directory (the parent of this test's own directory): a
+ * coverage build's counters are files there, written by every process
+ * before it execs, so the containers see it at the same path. */
+static const char *build_dir(void)
+{
+    static char dir[4096];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        assert_true(n > 0);
+        dir[n] = 0;
+        for (int i = 0; i < 2; i++)
+            *strrchr(dir, '/') = 0;
+    }
+    return dir;
+}
+
 static char *spec_json(const struct fx *f, const char *args, bool terminal)
 {
     char *s = NULL;
@@ -390,9 +406,10 @@ static char *spec_json(const struct fx *f, const char *args, bool terminal)
                      "\"gid\":0},\"args\":%s,\"env\":[\"PATH=/bin\"],\"cwd\":\"/\"},"
                      "\"root\":{\"path\":\"%s\"},\"hostname\":\"unit\","
                      "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":"
-                     "\"proc\"}],\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":"
-                     "\"mount\"},{\"type\":\"uts\"},{\"type\":\"ipc\"}]}}",
-                     terminal ? "true" : "false", args, f->rootfs);
+                     "\"proc\"},{\"destination\":\"%s\",\"type\":\"bind\",\"source\":"
+                     "\"%s\",\"options\":[\"rbind\"]}],\"linux\":{\"namespaces\":[{\"type\":"
+                     "\"pid\"},{\"type\":\"mount\"},{\"type\":\"uts\"},{\"type\":\"ipc\"}]}}",
+                     terminal ? "true" : "false", args, f->rootfs, build_dir(), build_dir());
     assert_true(n > 0);
     return s;
 }
