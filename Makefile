@@ -39,7 +39,7 @@ LDLIBS := $(PKG_LIBS) -lpthread
 
 # The core library: every module of every layer.  Program entry points live
 # in */main_*.c and are not part of it.
-LIB_DIRS := common messages bus actors oci hypervisors agent resources runtimes persist services
+LIB_DIRS := common messages bus actors oci hypervisors agent resources runtimes persist services tools
 LIB_SRCS := $(filter-out %/main_%.c,$(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c)))
 LIB_SRCS += $(if $(filter services,$(LIB_DIRS)),$(shell find services/proto -name '*.pb-c.c' 2>/dev/null | LC_ALL=C sort))
 LIB_OBJS := $(LIB_SRCS:%.c=$(B)/obj/%.o)
