@@ -174,6 +174,17 @@ static bool matches_container(json_t *env)
 
 static void handle(const struct rec *r)
 {
+    uint64_t id = 0, re = 0;
+    msg_peek_ids(r->env, r->len, &id, &re);
+    /* a request is remembered before the filters: a reply shown without
+     * it still gets its latency and, in stats, its request's type */
+    if (!g.out_file && !re && strcmp(r->to, "*")) {
+        struct req_slot *s = slot(r->from, id);
+        snprintf(s->from, sizeof s->from, "%s", r->from);
+        s->id = id;
+        s->ts = r->ts;
+        snprintf(s->type, sizeof s->type, "%s", r->type);
+    }
     if (g.actor && strcmp(r->from, g.actor) && strcmp(r->to, g.actor))
         return;
     if (g.type_glob && fnmatch(g.type_glob, r->type, 0))
@@ -187,8 +198,6 @@ static void handle(const struct rec *r)
         if (g.container && (!env || !matches_container(env)))
             goto out;
     }
-    uint64_t id = 0, re = 0;
-    msg_peek_ids(r->env, r->len, &id, &re);
     g.seen++;
 
     if (g.out_file) {
@@ -214,12 +223,6 @@ static void handle(const struct rec *r)
             lat_us = (double)(r->ts - s->ts) / 1000.0;
             snprintf(req_type, sizeof req_type, "%s", s->type);
         }
-    } else if (strcmp(r->to, "*")) {
-        struct req_slot *s = slot(r->from, id);
-        snprintf(s->from, sizeof s->from, "%s", r->from);
-        s->id = id;
-        s->ts = r->ts;
-        snprintf(s->type, sizeof s->type, "%s", r->type);
     }
     json_t *code = env ? json_object_get(env, "code") : NULL;
     long status = json_is_integer(code) ? (long)json_integer_value(code) : 0;
