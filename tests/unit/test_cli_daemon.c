@@ -367,7 +367,7 @@ static void test_cli_daemon_container_lifecycle(void **state)
     assert_true(f->out[0] == '[');
 
     /* exec: its output and its exit code are the caller's */
-    assert_int_equal(HUSK(f, "exec", f->id, "sh", "-c", "echo from-exec; exit 4"), 4);
+    expect_rc(f, HUSK(f, "exec", f->id, "sh", "-c", "echo from-exec; exit 4"), 4, "exec");
     assert_non_null(strstr(f->out, "from-exec"));
     /* exec with a process file */
     char pj[160];
