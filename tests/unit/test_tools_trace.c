@@ -1,6 +1,6 @@
-/* tools/trace: husk-trace's commands through trace_main, each in a forked
- * child (a fatal error exits the process) with its stdout and stderr in
- * files: usage errors, recordings made here (show, filters, JSON, stats,
+/* tools/trace: husk-trace's commands through trace_main, each in a child
+ * process (a fatal error exits it): this binary re-executed as
+ * "husk-trace", with its stdout and stderr in files: usage errors, recordings made here (show, filters, JSON, stats,
  * corrupt files), a live bus (watch, record, stats, inject, sandbox and
  * container lookup) and replays of a real runtime actor (the same
  * sequence, divergences). */
@@ -100,9 +100,10 @@ static void trace_spawn(struct fx *f, struct run *r, ...)
         int e = open(r->err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
             _exit(98);
-        int rc = trace_main(argc, argv);
-        fflush(NULL);
-        exit(rc); /* exit, not _exit: coverage data is written at exit */
+        /* a fresh process (this binary as husk-trace, see main): none of
+         * the parent's threads, locks or bus state comes along */
+        execv("/proc/self/exe", argv);
+        _exit(97);
     }
 }
 
@@ -790,8 +791,10 @@ static void test_trace_replay_reports_divergence(void **state)
     run_free(&r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 0 && !strcmp(argv[0], "husk-trace"))
+        return trace_main(argc, argv);
     log_setup(2, LOG_FMT_LOGFMT, LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_trace_usage_errors, fx_setup, fx_teardown),
