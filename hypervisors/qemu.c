@@ -284,6 +284,11 @@ struct qemu {
     hv_done_fn stop_done;
     void *stop_arg;
     bool stop_requested;
+    /* QMP failed while starting: qemu is killed, and this error is the
+     * start's unless qemu had exited by itself (its status and stderr
+     * say more than the socket's reset) */
+    int qmp_fail_code;
+    char qmp_fail[256];
     bool fs_used[2][MAX_FS_SLOTS];
     bool pci_used[MAX_PCI_SLOTS];
     struct qdev *devs;
@@ -599,9 +604,12 @@ static void on_pid_exit(evutil_socket_t fd, short what, void *arg)
                  si.si_status, *tail ? ": " : "", tail);
     log_debug("%s", why);
     err_t e = ERR_INIT;
-    err_make(&e, ECHILD, "%s", why);
+    if (qm->qmp_fail_code && sig && si.si_status == SIGKILL)
+        err_make(&e, qm->qmp_fail_code, "%s", qm->qmp_fail);
+    else
+        err_make(&e, ECHILD, "%s", why);
     if (qm->start_done)
-        finish_start(qm, -ECHILD, &e);
+        finish_start(qm, -e.code, &e);
     if (!hv->doomed)
         fail_device_ops(qm, &e);
     if (!hv->doomed && qm->stop_done) {
@@ -693,14 +701,15 @@ static void on_qmp_closed(hv_qmp_t *q, void *arg, int status, const err_t *err)
     hv_enter(hv);
     log_debug("qemu: qmp closed: %s", err_str(err));
     /* Usually qemu exiting: the pidfd reports it.  A live qemu whose QMP
-     * failed (negotiation timeout, garbage) is unusable: kill it. */
-    if (qm->pidfd >= 0 && qm->state == Q_STARTING) {
-        err_t e = ERR_INIT;
-        err_make(&e, err ? err->code : EIO, "qemu: %s", err_str(err));
-        finish_start(qm, -e.code, &e);
-        err_clear(&e);
-        if (!hv->doomed && qm->pidfd >= 0)
-            syscall(SYS_pidfd_send_signal, qm->pidfd, SIGKILL, NULL, 0);
+     * failed (negotiation timeout, garbage) is unusable: kill it.  The
+     * start completes when the pidfd says qemu is gone: with this error
+     * if our SIGKILL ended it, else with qemu's own exit status and the
+     * last line of its stderr (a qemu that rejects its command line
+     * exits, and its socket resets, at about the same time). */
+    if (qm->pidfd >= 0 && qm->state == Q_STARTING && qm->start_done && !qm->qmp_fail_code) {
+        qm->qmp_fail_code = err && err->code > 0 ? err->code : EIO;
+        snprintf(qm->qmp_fail, sizeof(qm->qmp_fail), "qemu: %s", err_str(err));
+        syscall(SYS_pidfd_send_signal, qm->pidfd, SIGKILL, NULL, 0);
     }
     hv_leave(hv);
 }

@@ -23,8 +23,14 @@
 
 #define SHUTDOWN_TIMEOUT_MS 30000
 
+/* HUSK_AGENT_BINARY names husk-agent when it is not installed next to
+ * husk (tests run the daemon from a test binary, packagers may split
+ * directories); it must be an absolute path (the local backend checks). */
 static char *agent_binary_for(const char *exe)
 {
+    const char *env = getenv("HUSK_AGENT_BINARY");
+    if (env && *env)
+        return strdup(env);
     char self[PATH_MAX];
     if (!exe) {
         ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);

@@ -16,7 +16,9 @@ typedef struct svc_daemon_opts {
     const char *root;        /* runtime root, e.g. /run/husk */
     const char *sandbox_id;  /* the sandbox this daemon serves */
     const char *config_path; /* --config, or NULL for the usual resolution */
-    const char *exe; /* path of the running husk binary (finds husk-agent); NULL = /proc/self/exe */
+    /* path of the running husk binary (husk-agent is found next to it,
+     * unless HUSK_AGENT_BINARY names it); NULL = /proc/self/exe */
+    const char *exe;
     void (*ready)(
         void *arg); /* called once the bus and actors are up (e.g. to signal the parent) */
     void *ready_arg;

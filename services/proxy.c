@@ -665,6 +665,7 @@ int proxy_run(const proxy_opts_t *o)
     bool restore_tty = false;
     int status = 255;
     actor_t *a = NULL;
+    actor_def_t def = {0}; /* borrowed by the actor until actor_stop */
 
     signal(SIGPIPE, SIG_IGN);
     sigset_t set;
@@ -717,11 +718,11 @@ int proxy_run(const proxy_opts_t *o)
                          p.exec_id);
         if (n < 0 || (size_t)n >= sizeof p.name)
             snprintf(p.name, sizeof p.name, "proxy-p%d", (int)getpid());
-        actor_def_t def = {.name = p.name,
-                           .handlers = proxy_handlers,
-                           .subscribe = proxy_subs,
-                           .init = proxy_init,
-                           .fini = proxy_fini};
+        def = (actor_def_t){.name = p.name,
+                            .handlers = proxy_handlers,
+                            .subscribe = proxy_subs,
+                            .init = proxy_init,
+                            .fini = proxy_fini};
         actor_opts_t ao = {.endpoint = o->endpoint, .sandbox = NULL, .start_timeout_ms = 10000};
         rc = actor_start(&def, &p, &ao, &a, &err);
     }

@@ -382,6 +382,22 @@ static msg_t *req_c(msg_type_t t, const char *cid)
     return m;
 }
 
+/* The build directory (the parent of this test's own directory): a
+ * coverage build's counters are files there, written by every process
+ * before it execs, so the containers see it at the same path. */
+static const char *build_dir(void)
+{
+    static char dir[4096];
+    if (!dir[0]) {
+        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+        assert_true(n > 0);
+        dir[n] = 0;
+        for (int i = 0; i < 2; i++)
+            *strrchr(dir, '/') = 0;
+    }
+    return dir;
+}
+
 static char *spec_json(const struct fx *f, const char *args, bool terminal)
 {
     char *s = NULL;
@@ -390,9 +406,14 @@ static char *spec_json(const struct fx *f, const char *args, bool terminal)
                      "\"gid\":0},\"args\":%s,\"env\":[\"PATH=/bin\"],\"cwd\":\"/\"},"
                      "\"root\":{\"path\":\"%s\"},\"hostname\":\"unit\","
                      "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":"
-                     "\"proc\"}],\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":"
-                     "\"mount\"},{\"type\":\"uts\"},{\"type\":\"ipc\"}]}}",
-                     terminal ? "true" : "false", args, f->rootfs);
+                     "\"proc\"},%s{\"destination\":\"%s\",\"type\":\"bind\",\"source\":"
+                     "\"%s\",\"options\":[\"rbind\"]}],\"linux\":{\"namespaces\":[{\"type\":"
+                     "\"pid\"},{\"type\":\"mount\"},{\"type\":\"uts\"},{\"type\":\"ipc\"}]}}",
+                     terminal ? "true" : "false", args, f->rootfs,
+                     terminal ? "{\"destination\":\"/dev/pts\",\"type\":\"devpts\",\"source\":"
+                                "\"devpts\",\"options\":[\"newinstance\",\"ptmxmode=0666\"]},"
+                              : "",
+                     build_dir(), build_dir());
     assert_true(n > 0);
     return s;
 }
@@ -730,11 +751,167 @@ static void test_agent_guest_a_running_container_ends_with_the_channel(void **st
     call_ok(f, create_req(f, "c4", "[\"sh\",\"-c\",\"exec sleep 1000\"]", false), MSG_AGENT_PID);
 }
 
+/* A spec with most of what runc applies: capabilities, rlimits, seccomp,
+ * no_new_privs, extra groups, env, cwd, oom score, sysctl, a tmpfs,
+ * masked and read-only paths; the container reports what it sees. */
+static void test_agent_guest_full_spec_is_applied(void **state)
+{
+    struct fx *f = *state;
+    NEED_ROOTFS(f);
+    char p[256];
+    snprintf(p, sizeof p, "%s/etc/secret", f->rootfs);
+    FILE *sec = fopen(p, "w");
+    assert_non_null(sec);
+    fputs("s3cret\n", sec);
+    assert_int_equal(fclose(sec), 0);
+    const char *script =
+        "grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; ulimit -n; "
+        "mkdir /tmp/d 2>/dev/null && echo mkdir-ok || echo mkdir-denied; "
+        "cat /etc/secret; touch /etc/x 2>/dev/null && echo etc-rw || echo etc-ro; "
+        "hostname; cat /proc/sys/kernel/domainname; pwd; echo $FOO; id -G; "
+        "cat /proc/self/oom_score_adj; grep ' /run ' /proc/mounts | cut -d' ' -f3; "
+        "ls -l /dev/unit-null | cut -c1";
+    char *spec = NULL;
+    int n = asprintf(
+        &spec,
+        "{\"ociVersion\":\"1.0.2\",\"process\":{\"terminal\":false,\"user\":{\"uid\":0,"
+        "\"gid\":0,\"additionalGids\":[5,7]},\"args\":[\"sh\",\"-c\",\"%s\"],"
+        "\"env\":[\"PATH=/bin\",\"FOO=bar\"],\"cwd\":\"/tmp\",\"noNewPrivileges\":true,"
+        "\"oomScoreAdj\":100,\"rlimits\":[{\"type\":\"RLIMIT_NOFILE\",\"hard\":200,"
+        "\"soft\":100}],\"capabilities\":{\"bounding\":[\"CAP_CHOWN\",\"CAP_KILL\"],"
+        "\"effective\":[\"CAP_CHOWN\",\"CAP_KILL\"],\"permitted\":[\"CAP_CHOWN\",\"CAP_KILL\"],"
+        "\"inheritable\":[],\"ambient\":[\"CAP_KILL\"]}},"
+        "\"root\":{\"path\":\"%s\"},\"hostname\":\"unit-full\","
+        "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"},"
+        "{\"destination\":\"/run\",\"type\":\"tmpfs\",\"source\":\"tmpfs\",\"options\":"
+        "[\"nosuid\",\"nodev\",\"mode=755\",\"size=1m\"]},"
+        "{\"destination\":\"%s\",\"type\":\"bind\",\"source\":\"%s\",\"options\":[\"rbind\"]}],"
+        "\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"mount\"},{\"type\":\"uts\"},"
+        "{\"type\":\"ipc\"}],\"devices\":[{\"path\":\"/dev/unit-null\",\"type\":\"c\","
+        "\"major\":1,\"minor\":3,\"fileMode\":438}],\"sysctl\":{\"kernel.domainname\":\"unit.example\"},"
+        "\"maskedPaths\":[\"/etc/secret\",\"/proc/kcore\",\"/nonexistent\"],"
+        "\"readonlyPaths\":[\"/etc\",\"/nonexistent2\"],"
+        "\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"architectures\":"
+        "[\"SCMP_ARCH_X86_64\",\"SCMP_ARCH_X86\",\"SCMP_ARCH_X32\"],\"syscalls\":["
+        "{\"names\":[\"mkdir\",\"mkdirat\",\"no_such_syscall\"],\"action\":\"SCMP_ACT_ERRNO\","
+        "\"errnoRet\":1},"
+        "{\"names\":[\"personality\"],\"action\":\"SCMP_ACT_ERRNO\",\"args\":["
+        "{\"index\":0,\"value\":4294967295,\"op\":\"SCMP_CMP_EQ\"},"
+        "{\"index\":1,\"value\":1,\"valueTwo\":1,\"op\":\"SCMP_CMP_MASKED_EQ\"}]},"
+        "{\"names\":[\"getpid\"],\"action\":\"SCMP_ACT_ALLOW\"}]}}}",
+        script, f->rootfs, build_dir(), build_dir());
+    assert_true(n > 0);
+    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+    msg_agent_create_container_t *b = m->body;
+    msg_set_str(&b->container_id, "full");
+    b->spec = spec;
+    call_ok(f, m, MSG_AGENT_PID);
+    call_ok(f, req_c(MSG_AGENT_START_CONTAINER, "full"), MSG_AGENT_OK);
+    char *out = collect_stdout(f, "full", "");
+    assert_string_equal(out, "CapEff:\t0000000000000021\n"
+                             "NoNewPrivs:\t1\n"
+                             "100\n"
+                             "mkdir-denied\n"
+                             "etc-ro\n"
+                             "unit-full\n"
+                             "unit.example\n"
+                             "/tmp\n"
+                             "bar\n"
+                             "0 5 7\n"
+                             "100\n"
+                             "tmpfs\n"
+                             "c\n");
+    free(out);
+    msg_t *r = call(f, req_ce(MSG_AGENT_WAIT_PROCESS, "full", ""));
+    assert_int_equal(r->type, MSG_AGENT_EXIT_STATUS);
+    assert_int_equal(((msg_agent_exit_status_t *)r->body)->status, 0);
+    msg_destroy(&r);
+    call_ok(f, req_c(MSG_AGENT_REMOVE_CONTAINER, "full"), MSG_AGENT_OK);
+}
+
+/* Specs the agent refuses before it forks anything. */
+static void test_agent_guest_bad_specs_are_refused(void **state)
+{
+    struct fx *f = *state;
+    NEED_ROOTFS(f);
+    /* process, extra top-level fields, extra linux fields; the text the error must name */
+    static const char *const bad[][4] = {
+        {",\"capabilities\":{\"bounding\":[\"CAP_FLY\"]}", "", "", "CAP_FLY"},
+        {"", "", ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"architectures\":"
+                 "[\"SCMP_ARCH_VAX\"]}",
+         "VAX"},
+        {"", "",
+         ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":"
+         "[\"read\"],\"action\":\"SCMP_ACT_ERRNO\",\"args\":[{\"index\":9,\"value\":1,"
+         "\"op\":\"SCMP_CMP_EQ\"}]}]}",
+         "index"},
+        {",\"rlimits\":[{\"type\":\"RLIMIT_BOGUS\",\"hard\":1,\"soft\":1}]", "", "",
+         "RLIMIT_BOGUS"},
+        {"", "", ",\"sysctl\":{\"vm.swappiness\":\"10\"}", "vm.swappiness"},
+        {"", ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"bind\"}]", "", "source"},
+        {"", ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"tmpfs\",\"source\":"
+             "\"tmpfs\",\"options\":[\"nosuchoption\"]}]",
+         "", "tmpfs on /m"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+        msg_agent_create_container_t *b = m->body;
+        msg_set_str(&b->container_id, "bad");
+        int len = asprintf(&b->spec,
+                           "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"%s\"},"
+                           "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"user\":{\"uid\":0,"
+                           "\"gid\":0}%s}%s,\"linux\":{\"namespaces\":[{\"type\":\"mount\"}]%s}}",
+                           f->rootfs, bad[i][0], bad[i][1], bad[i][2]);
+        assert_true(len > 0);
+        print_message("spec %zu: %s\n", i, bad[i][3]);
+        assert_int_not_equal(call_err(f, m, bad[i][3]), 0);
+    }
+    /* nothing was left behind by the refusals */
+    assert_int_equal(call_err(f, req_c(MSG_AGENT_START_CONTAINER, "bad"), NULL), ENOENT);
+}
+
+/* A terminal container: its console is the agent's, output comes on
+ * stdout, a resize is accepted. */
+static void test_agent_guest_terminal_container(void **state)
+{
+    struct fx *f = *state;
+    NEED_ROOTFS(f);
+    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+    msg_agent_create_container_t *b = m->body;
+    msg_set_str(&b->container_id, "tty");
+    b->spec = spec_json(f, "[\"sh\",\"-c\",\"read x; [ -t 0 ] && echo tty-$x; exit 4\"]", true);
+    b->stdin = true;
+    call_ok(f, m, MSG_AGENT_PID);
+    call_ok(f, req_c(MSG_AGENT_START_CONTAINER, "tty"), MSG_AGENT_OK);
+    msg_t *tr = req_ce(MSG_AGENT_TTY_RESIZE, "tty", "");
+    ((msg_agent_tty_resize_t *)tr->body)->rows = 30;
+    ((msg_agent_tty_resize_t *)tr->body)->cols = 100;
+    call_ok(f, tr, MSG_AGENT_OK);
+    msg_t *w = req_ce(MSG_AGENT_WRITE_STDIN, "tty", "");
+    msg_set_bin(&((msg_agent_write_stdin_t *)w->body)->data, "yes\n", 4);
+    msg_t *r = call(f, w);
+    assert_int_equal(r->type, MSG_AGENT_WRITTEN);
+    msg_destroy(&r);
+    /* the console echoes the input; the output ends when the shell does */
+    char *out = collect_stdout(f, "tty", "");
+    assert_non_null(strstr(out, "tty-yes"));
+    free(out);
+    msg_t *e = wait_event(f, MSG_AGENT_EXITED, "tty", "", NULL);
+    assert_int_equal(((msg_agent_exited_t *)e->body)->status, 4);
+    msg_destroy(&e);
+    call_ok(f, req_c(MSG_AGENT_REMOVE_CONTAINER, "tty"), MSG_AGENT_OK);
+}
+
 int main(void)
 {
     log_setup(2, LOG_FMT_LOGFMT, LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_agent_guest_check_and_details, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_guest_full_spec_is_applied, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_guest_bad_specs_are_refused, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_guest_terminal_container, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_guest_bad_frames_are_answered_or_dropped,
                                         fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_guest_unknown_container_is_enoent, fx_setup,
