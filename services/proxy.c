@@ -361,8 +361,15 @@ static void ping(actor_t *a, void *arg)
 {
     msg_t *m = msg_new(MSG_BUS_PING);
     err_t err = ERR_INIT;
-    if (actor_request(a, "bus", &m, PING_MS * 3 / 2, on_pong, arg, &err) < 0)
+    if (actor_request(a, "bus", &m, PING_MS * 3 / 2, on_pong, arg, &err) < 0) {
+        /* no broker to queue to (its daemon was killed): a miss as well,
+         * or the proxy would outlive its sandbox forever */
+        proxy_t *p = arg;
+        log_debug("ping: %s", err_str(&err));
         err_clear(&err);
+        if (++p->ping_misses >= PING_MISSES)
+            lost(a, p, "%s", "the sandbox daemon is gone");
+    }
     msg_destroy(&m);
 }
 
