@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,6 +28,12 @@
 #include "agent/guest/container-internal.h"
 #include "common/cleanup.h"
 #include "resources/devices.h"
+
+/* How long start waits for the init's exec.  The agent serves one request
+ * at a time, so it must stay well below the host's liveness probe (a hung
+ * guest after 7 s, agent/agent_actor.h): an exec stuck on a dead share
+ * fails the start instead of freezing the agent. */
+#define START_EXEC_MS 5000
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -965,6 +972,14 @@ int container_start(container_t *c, err_t *err)
         return err_errno(err, "release the container init");
     }
     /* EOF: the socket closed on exec.  'E': exec failed. */
+    struct pollfd pf = {c->sync_fd, POLLIN, 0};
+    int pr;
+    do
+        pr = poll(&pf, 1, START_EXEC_MS);
+    while (pr < 0 && errno == EINTR);
+    if (pr == 0) /* the init stays: kill or delete ends it */
+        return err_make(err, ETIMEDOUT, "the container's init did not exec within %d ms",
+                        START_EXEC_MS);
     n = recv_msg(c->sync_fd, buf, sizeof(buf), NULL);
     close(c->sync_fd);
     c->sync_fd = -1;
