@@ -2,6 +2,7 @@
 #include "actors/client.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,12 @@ static int recv_wire(bus_client_t *c, int timeout_ms, msg_t **out, err_t *err)
     }
 }
 
+/* While a long call waits, the broker is pinged every LIVE_MS: a broker
+ * that stops answering (its daemon died with the request) fails the call
+ * after LIVE_MISSES pings instead of at the caller's full deadline. */
+#define LIVE_MS     2000
+#define LIVE_MISSES 3
+
 int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms, msg_t **reply,
                     err_t *err)
 {
@@ -185,13 +192,34 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
     int rc = bus_client_send(c, to, req, err);
     if (rc < 0)
         return rc;
-    uint64_t id = c->next_id;
-    int64_t deadline = clock_mono_ms() + timeout_ms;
+    uint64_t id = c->next_id, ping_id = 0;
+    int64_t start = clock_mono_ms(), deadline = start + timeout_ms;
+    int64_t next_ping = strcmp(to, "bus") && timeout_ms > 2 * LIVE_MS ? start + LIVE_MS : INT64_MAX;
+    int misses = 0;
     for (;;) {
-        long left = (long)(deadline - clock_mono_ms());
+        int64_t now = clock_mono_ms();
+        long left = (long)(deadline - now);
         if (left <= 0)
             return err_make(err, ETIMEDOUT, "%s did not answer %s within %d ms", to,
                             msg_type_name(type), timeout_ms);
+        if (now >= next_ping) {
+            if (ping_id && ++misses >= LIVE_MISSES)
+                return err_make(err, EHOSTDOWN,
+                                "the bus stopped answering while %s handled %s (%lld ms): its "
+                                "daemon is gone",
+                                to, msg_type_name(type), (long long)(now - start));
+            msg_t *p = msg_new(MSG_BUS_PING);
+            err_t e3 = ERR_INIT;
+            if (p && bus_client_send(c, "bus", &p, &e3) == 0)
+                ping_id = c->next_id;
+            else
+                ping_id = ping_id ? ping_id : 1; /* not even queued: a miss next time */
+            msg_destroy(&p);
+            err_clear(&e3);
+            next_ping = now + LIVE_MS;
+        }
+        if (next_ping - now < left)
+            left = (long)(next_ping - now);
         msg_t *m = NULL;
         err_t e2 = ERR_INIT;
         rc = recv_wire(c, (int)left, &m, &e2);
@@ -206,8 +234,11 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
         if (m->reply_to != id) {
             if (m->reply_to == 0)
                 enqueue(c, &m); /* an event: for bus_client_recv */
-            else
-                msg_destroy(&m); /* a stale reply */
+            else {
+                if (ping_id && m->reply_to == ping_id)
+                    misses = 0, ping_id = 0; /* the broker lives */
+                msg_destroy(&m); /* a pong or a stale reply */
+            }
             continue;
         }
         if (m->status) {

@@ -1,16 +1,20 @@
 #include "services/daemon.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "actors/client.h"
@@ -72,6 +76,49 @@ static bool request_shutdown(bus_t *bus)
     return ok;
 }
 
+/* One daemon per sandbox at a time: a daemon holds an abstract unix
+ * socket named after its runtime root and sandbox id for its whole life
+ * (the kernel frees the name when the process is gone, nothing is left on
+ * disk).  A new daemon for the same id -- a create right after the last
+ * delete -- waits here until the old one has finished its teardown, which
+ * would otherwise clobber the new one's bus socket and cgroups. */
+#define CLAIM_WAIT_MS 20000
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static int claim_sandbox(const char *root, const char *id, err_t *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "husk-daemon:%016llx:%016llx:%.40s",
+                     (unsigned long long)fnv1a(root), (unsigned long long)fnv1a(id), id);
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return err_errno(err, "daemon: socket");
+    for (int waited = 0;; waited += 50) {
+        if (bind(fd, (struct sockaddr *)&sa, len) == 0)
+            return fd; /* held until exit */
+        if (errno != EADDRINUSE || waited >= CLAIM_WAIT_MS) {
+            int r = errno == EADDRINUSE
+                        ? err_make(err, EBUSY,
+                                   "sandbox %s: its previous daemon is still running after %d ms",
+                                   id, CLAIM_WAIT_MS)
+                        : err_errno(err, "daemon: bind its claim");
+            close(fd);
+            return r;
+        }
+        if (waited == 0)
+            log_info("sandbox %s: waiting for its previous daemon to finish", id);
+        usleep(50000);
+    }
+}
+
 int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
 {
     /* signals arrive on a signalfd; every thread inherits the mask */
@@ -90,11 +137,15 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     actor_t *hv = NULL, *rt = NULL, *fe = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
-    int done_fd = -1, sig_fd = -1, fe_fd = -1, rc;
+    int done_fd = -1, sig_fd = -1, fe_fd = -1, claim_fd = -1, rc;
     char dir[PATH_MAX];
 
     if ((rc = cfg_load(o->config_path, &cfg, err)) < 0)
         goto out;
+    if ((claim_fd = claim_sandbox(o->root, o->sandbox_id, err)) < 0) {
+        rc = claim_fd;
+        goto out;
+    }
     if (mkdir(o->root, 0700) < 0 && errno != EEXIST) {
         rc = err_errno(err, "create runtime root %s", o->root);
         goto out;
@@ -183,5 +234,7 @@ out:
         close(fe_fd);
     free(agent_bin);
     cfg_destroy(&cfg);
+    if (claim_fd >= 0)
+        close(claim_fd); /* the next daemon of this sandbox may start */
     return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "actors/client.h"
 #include "bus_probe.h"
+#include "common/clock.h"
 #include "common/log.h"
 
 /* ---- the echo actor: answers bus.echo; "hold" mode never answers -------- */
@@ -656,6 +657,61 @@ static void test_reconnect_under_same_name_takes_route_over(void **s)
     fx_free(f);
 }
 
+struct call_arg {
+    const char *ep;
+    int rc;
+    int64_t ms;
+    char text[256];
+};
+
+static void *call_held_echo(void *arg)
+{
+    struct call_arg *ca = arg;
+    bus_client_t *c = NULL;
+    err_t err = ERR_INIT;
+    if (bus_client_new(ca->ep, "cli-dying", &c, &err) < 0) {
+        ca->rc = -999;
+        return NULL;
+    }
+    int64_t t0 = clock_mono_ms();
+    msg_t *m = msg_new(MSG_BUS_ECHO), *reply = NULL;
+    ca->rc = bus_client_call(c, "echo", &m, 30000, &reply, &err);
+    ca->ms = clock_mono_ms() - t0;
+    snprintf(ca->text, sizeof ca->text, "%s", err_str(&err));
+    err_clear(&err);
+    msg_destroy(&m);
+    msg_destroy(&reply);
+    bus_client_destroy(&c);
+    return NULL;
+}
+
+/* A call whose broker goes away fails once the broker stops answering
+ * pings, long before its own 30 s deadline. */
+static void test_call_fails_soon_when_broker_dies(void **s)
+{
+    (void)s;
+    struct fixture *f = fx_new(NULL, -1, true);
+    fx_start(f, script_nothing);
+    f->es.hold = 1;
+    char ep[256];
+    snprintf(ep, sizeof ep, "%s", bus_ipc_endpoint(f->bus));
+    struct call_arg ca = {.ep = ep};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, call_held_echo, &ca), 0);
+    usleep(2500 * 1000); /* the first ping is answered: the broker lives */
+    assert_int_equal(actor_stop(&f->probe, 2000), 0);
+    assert_int_equal(actor_stop(&f->echo, 2000), 0);
+    bus_destroy(&f->bus);
+    pthread_join(th, NULL);
+    assert_int_equal(ca.rc, -EHOSTDOWN);
+    assert_non_null(strstr(ca.text, "its daemon is gone"));
+    assert_true(ca.ms < 15000);
+    rmdir(f->dir);
+    probe_cleanup(&f->p);
+    pthread_mutex_destroy(&f->es.mu);
+    free(f);
+}
+
 int main(int argc, char **argv)
 {
     /* the ipc peer helper sits in ../tests/helpers relative to this binary */
@@ -689,6 +745,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_client_call_over_ipc_reply_error_and_timeout),
         cmocka_unit_test(test_held_ipc_socket_appears_on_open),
         cmocka_unit_test(test_reconnect_under_same_name_takes_route_over),
+        cmocka_unit_test(test_call_fails_soon_when_broker_dies),
     };
     return cmocka_run_group_tests_name("bus", tests, NULL, NULL);
 }
