@@ -87,6 +87,12 @@ $(B)/obj/%.o: %.c
 	@echo "  CC    $<"
 	@$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# the objects that print the commit are rebuilt when it changes (a stale
+# commit in `husk version` and every log's first line misleads)
+COMMIT_STAMP := $(B)/commit.stamp
+$(shell mkdir -p $(B) && { [ "$$(cat $(COMMIT_STAMP) 2>/dev/null)" = "$(GIT_COMMIT)" ] || echo "$(GIT_COMMIT)" >$(COMMIT_STAMP); })
+$(B)/obj/common/log.o $(B)/obj/services/cli_cmd.o $(B)/obj/services/main_shim.o: $(COMMIT_STAMP)
+
 $(LIB): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  AR    $@"
