@@ -94,7 +94,7 @@ rc=$?
 [ $rc = 5 ] && [ "$out" = exec-ok ] && ok "exec: output and exit code 5" || notok "exec: output and exit code 5" "rc=$rc out=$out $(cat "$T/err")"
 out=$(echo via-stdin | pm exec -i life cat 2>"$T/err")
 [ "$out" = via-stdin ] && ok "exec -i: stdin" || notok "exec -i: stdin" "out=$out $(cat "$T/err")"
-out=$(script -qec "$(declare -f pm); $(declare -p JAIL_NSENTER); T=$T CONF=$CONF HUSK=$HUSK; pm exec -it life sh -c 'tty; test -t 0 && echo is-a-tty'" /dev/null 2>&1 </dev/null)
+out=$(SHELL=/bin/bash script -qec "$(declare -f pm); $(declare -p JAIL_NSENTER); T=$T CONF=$CONF HUSK=$HUSK; pm exec -it life sh -c 'tty; test -t 0 && echo is-a-tty'" /dev/null 2>&1 </dev/null)
 echo "$out" | grep -q is-a-tty && echo "$out" | grep -q '/dev/pts/' &&
     ok "exec -it through a pty (console socket)" || notok "exec -it through a pty" "$out"
 out=$(pm logs life 2>&1)
