@@ -233,17 +233,46 @@ static char *bus_endpoint_of(const char *root, const char *sb)
     return xasprintf("ipc://%s/%s/bus.sock", root, sb);
 }
 
+/* The command's one connection to a sandbox's bus, kept until the command
+ * ends: a connection per request cost a zmq context (two threads) and a
+ * handshake each, and with one routing id for all of them the broker's
+ * ROUTER ignored a new one while it still held the old (a lost request). */
+static struct {
+    char *endpoint;
+    bus_client_t *c;
+} g_bus;
+
+/* Closes the command's bus connection (and its zmq context and threads). */
+static void disconnect_bus(void)
+{
+    bus_client_destroy(&g_bus.c);
+    free(g_bus.endpoint);
+    g_bus.endpoint = NULL;
+}
+
+/* Borrowed: valid until disconnect_bus() or a connect to another sandbox. */
 static int connect_bus(const char *root, const char *sb, bus_client_t **out, err_t *err)
 {
     char *ep = bus_endpoint_of(root, sb);
-    /* a fresh name per connection: the previous one may not be reaped by
-     * the broker yet */
+    if (g_bus.c && !strcmp(g_bus.endpoint, ep)) {
+        free(ep);
+        *out = g_bus.c;
+        return 0;
+    }
+    disconnect_bus();
+    /* a fresh name per connection too: after a reconnect the broker may not
+     * have reaped the previous one yet */
     static unsigned seq;
     char name[48];
     snprintf(name, sizeof name, "husk-cli-%d-%u", (int)getpid(), seq++);
-    int r = bus_client_new(ep, name, out, err);
-    free(ep);
-    return r;
+    int r = bus_client_new(ep, name, &g_bus.c, err);
+    if (r < 0) {
+        free(ep);
+        return r;
+    }
+    g_bus.endpoint = ep;
+    *out = g_bus.c;
+    return 0;
 }
 
 /* Does the daemon's bus answer a ping within ms? */
@@ -265,7 +294,8 @@ static bool bus_answers(const char *root, const char *sb, int ms)
         msg_destroy(&reply);
     }
     err_clear(&err);
-    bus_client_destroy(&c);
+    if (!ok) /* a stale socket: a daemon started later gets a fresh connection */
+        disconnect_bus();
     return ok;
 }
 
@@ -278,7 +308,6 @@ static int rt_call(const char *root, const char *sb, msg_t **req, int timeout_ms
     if (r == 0)
         r = bus_client_call(c, RT_NAME, req, timeout_ms, reply, err);
     msg_destroy(req);
-    bus_client_destroy(&c);
     return r;
 }
 
@@ -1182,7 +1211,6 @@ static int cmd_events(cli_opts_t *o)
             msg_destroy(&ev);
         }
     }
-    bus_client_destroy(&c);
     return rc;
 }
 
@@ -1707,6 +1735,7 @@ int cli_main(int argc, char **argv)
     if (o.args && o.n_args && o.cmd != CLI_CMD_PROXY && o.cmd != CLI_CMD_DAEMON)
         log_set_container(o.args[0]);
     rc = cli_run(&o);
+    disconnect_bus();
     fflush(stdout);
     cli_opts_free(&o);
     return rc;

@@ -102,6 +102,16 @@ config '["sh", "-c", "echo out; echo err >&2; exit 3"]'
 run run r1
 check "run: stdout, stderr and exit code 3" eval '[ $RC = 3 ] && has "^out$" && err_has "^err$"'
 check "run: the container is deleted afterwards" eval '! husk state r1 >/dev/null 2>&1'
+# back to back: every request of a run reaches the daemon (a new bus
+# connection per request once reused the CLI's routing id while the broker
+# still held the old one: the request was dropped, ~1 run in 40 hung 30 s)
+config '["true"]'
+lost=0
+for i in $(seq 30); do
+    (cd "$BUN" && timeout 20 "$HUSK_BIN" --root "$R" run "b2b$i") >/dev/null 2>"$T/err" </dev/null ||
+        { lost=$((lost + 1)); cat "$T/err" >&2; }
+done
+check "run: 30 back-to-back runs, no request lost" [ "$lost" = 0 ]
 
 config '["sh", "-c", "echo up; sleep 1000"]'
 (cd "$BUN" && timeout 30 "$HUSK_BIN" --root "$R" run r2 >"$T/out" 2>"$T/err" </dev/null) &
