@@ -579,6 +579,8 @@ static void release_delayed(bus_t *b, int64_t now)
     b->ndelayed = j;
 }
 
+#define BUS_CLOSE_LINGER_MS 500
+
 static void *broker_main(void *arg)
 {
     bus_t *b = arg;
@@ -600,8 +602,14 @@ static void *broker_main(void *arg)
         int rc = zmq_poll(items, 3, timeout);
         if (rc < 0 && errno != EINTR)
             break;
-        if (items[2].revents & ZMQ_POLLIN)
-            break; /* stop requested */
+        if (items[2].revents & ZMQ_POLLIN) {
+            /* stop requested: route what already arrived first (the
+             * runtime's last answer, e.g. to the delete that ended the
+             * sandbox, comes just before the daemon stops the bus) */
+            for (int i = 0; i < DRAIN_BUDGET && on_router(b) == 0; i++)
+                ;
+            break;
+        }
         if (items[1].revents & ZMQ_POLLIN)
             tap_drain(b);
         if (items[0].revents & ZMQ_POLLIN)
@@ -748,6 +756,12 @@ void bus_destroy(bus_t **bp)
     if (b->thread_started) {
         zmq_send(b->ctrl_out, "STOP", 4, 0);
         pthread_join(b->thread, NULL);
+    }
+    /* what the broker routed last may still sit in an ipc pipe: give it
+     * a moment to reach its peer instead of dropping it (linger 0) */
+    if (b->router) {
+        int linger = BUS_CLOSE_LINGER_MS;
+        zmq_setsockopt(b->router, ZMQ_LINGER, &linger, sizeof linger);
     }
     void **socks[] = {&b->router, &b->tap, &b->ctrl_in, &b->ctrl_out};
     for (size_t i = 0; i < 4; i++)

@@ -1048,7 +1048,7 @@ static int cmd_delete(cli_opts_t *o)
         rc = rt_call(o->root, sb, &m, CALL_TIMEOUT_MS, &reply, &err);
         msg_destroy(&reply);
         /* the daemon may have shut down under us: fall through to cleanup */
-        if (rc < 0 && (err.code == ETIMEDOUT || err.code == EHOSTUNREACH) &&
+        if (rc < 0 && (err.code == ETIMEDOUT || err.code == EHOSTUNREACH || err.code == EHOSTDOWN) &&
             !bus_answers(o->root, sb, 500)) {
             err_clear(&err);
             alive = false, rc = 0;
