@@ -1294,13 +1294,14 @@ static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
     if ((*reply)->status) {
-        reply_from(a, op->req, *reply, "create container");
         if (rt->vm)
             res_share_remove_container(rt->dir, c->id, NULL);
         unlink_ctr(rt, c);
         persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
         ctr_free(c);
         save_sandbox(rt);
+        /* the caller learns of the failure once nothing of the container is left */
+        reply_from(a, op->req, *reply, "create container");
         op_free(op);
         if (!rt->ctrs)
             shutdown_sandbox(rt, NULL);
