@@ -15,6 +15,16 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 
 #include "actors/client.h"
 #include "actors/hypervisor_actor.h"
@@ -22,12 +32,17 @@
 #include "bus/bus.h"
 #include "common/log.h"
 #include "persist/store.h"
+#include "resources/net.h"
+#include "resources/netlink.h"
 
 /* ---- the scripted agent ---------------------------------------------------- */
 
 struct fake_agent {
     bool refuse_sandbox; /* create_sandbox fails */
+    msg_type_t refuse;   /* requests of this type fail (0: none) */
     int calls;
+    int net_calls[3];    /* update_interface, update_routes, add_arp_neighbors */
+    char ifaces[4096]; /* every update_interface body, one a line */
 };
 
 static void ok(actor_t *a, msg_t **m, msg_type_t t)
@@ -51,7 +66,26 @@ static void fa_any(actor_t *a, msg_t **m, void *state)
 {
     struct fake_agent *fa = state;
     fa->calls++;
+    if (fa->refuse && (*m)->type == fa->refuse) {
+        actor_reply_error(a, *m, EIO, "scripted refusal of %s", msg_type_name((*m)->type));
+        return;
+    }
     switch ((*m)->type) {
+    case MSG_AGENT_UPDATE_INTERFACE:
+        fa->net_calls[0]++;
+        size_t used = strlen(fa->ifaces);
+        snprintf(fa->ifaces + used, sizeof fa->ifaces - used, "%s\n",
+                 ((msg_agent_update_interface_t *)(*m)->body)->interface);
+        ok(a, m, MSG_AGENT_OK);
+        break;
+    case MSG_AGENT_UPDATE_ROUTES:
+        fa->net_calls[1]++;
+        ok(a, m, MSG_AGENT_OK);
+        break;
+    case MSG_AGENT_ADD_ARP_NEIGHBORS:
+        fa->net_calls[2]++;
+        ok(a, m, MSG_AGENT_OK);
+        break;
     case MSG_AGENT_CONNECT:
         ok(a, m, MSG_AGENT_HEALTH);
         break;
@@ -101,7 +135,8 @@ static const msg_type_t fa_types[] = {
     MSG_AGENT_CREATE_CONTAINER, MSG_AGENT_START_CONTAINER,  MSG_AGENT_REMOVE_CONTAINER,
     MSG_AGENT_EXEC_PROCESS,     MSG_AGENT_SIGNAL_PROCESS,   MSG_AGENT_PAUSE_CONTAINER,
     MSG_AGENT_RESUME_CONTAINER, MSG_AGENT_UPDATE_CONTAINER, MSG_AGENT_STATS_CONTAINER,
-    MSG_AGENT_LIST_PROCESSES,
+    MSG_AGENT_LIST_PROCESSES,   MSG_AGENT_UPDATE_INTERFACE, MSG_AGENT_UPDATE_ROUTES,
+    MSG_AGENT_ADD_ARP_NEIGHBORS,
 };
 static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
 
@@ -126,10 +161,12 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
-static struct fx *fx_new(bool refuse_sandbox)
+/* netns: a network namespace path for the spec, or NULL (none). */
+static struct fx *fx_new_net(bool refuse_sandbox, msg_type_t refuse, const char *netns)
 {
     struct fx *f = calloc(1, sizeof *f);
     f->fa.refuse_sandbox = refuse_sandbox;
+    f->fa.refuse = refuse;
     strcpy(f->root, "/tmp/husk-test-rt-XXXXXX");
     assert_non_null(mkdtemp(f->root));
     snprintf(f->bundle, sizeof f->bundle, "%s/bundle", f->root);
@@ -138,11 +175,16 @@ static struct fx *fx_new(bool refuse_sandbox)
     assert_int_equal(mkdir(f->bundle, 0755), 0);
     assert_int_equal(mkdir(p, 0755), 0);
     snprintf(p, sizeof p, "%s/config.json", f->bundle);
-    write_file(p,
-               "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},"
-               "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}},"
-               "\"annotations\":{\"a\":\"b\"},"
-               "\"linux\":{\"resources\":{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}}}");
+    char spec[1024], ns[256] = "";
+    if (netns)
+        snprintf(ns, sizeof ns, "\"namespaces\":[{\"type\":\"network\",\"path\":\"%s\"}],", netns);
+    snprintf(spec, sizeof spec,
+             "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},"
+             "\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\",\"user\":{\"uid\":0,\"gid\":0}},"
+             "\"annotations\":{\"a\":\"b\"},"
+             "\"linux\":{%s\"resources\":{\"devices\":[{\"allow\":false,\"access\":\"rwm\"}]}}}",
+             ns);
+    write_file(p, spec);
     char dir[128];
     snprintf(dir, sizeof dir, "%s/sb", f->root);
     err_t err = ERR_INIT;
@@ -169,6 +211,11 @@ static struct fx *fx_new(bool refuse_sandbox)
     assert_int_equal(bus_client_call(f->c, "bus", &sub, 2000, &r, &err), 0);
     msg_destroy(&r);
     return f;
+}
+
+static struct fx *fx_new(bool refuse_sandbox)
+{
+    return fx_new_net(refuse_sandbox, 0, NULL);
 }
 
 static bool done(struct fx *f, int timeout_ms)
@@ -395,6 +442,310 @@ static void test_rt_actor_shutdown_removes_everything(void **s)
     fx_free(f);
 }
 
+
+/* Each agent step failing: the request fails with the agent's reason and
+ * the container stays where it was (or is gone, for create). */
+static void test_rt_actor_agent_step_failures(void **s)
+{
+    static const struct {
+        msg_type_t refuse;
+        msg_type_t step; /* the rt request that fails */
+        const char *state_after;
+    } cases[] = {
+        {MSG_AGENT_CREATE_CONTAINER, MSG_RT_CREATE, NULL},
+        {MSG_AGENT_START_CONTAINER, MSG_RT_START, "created"},
+        {MSG_AGENT_PAUSE_CONTAINER, MSG_RT_PAUSE, "running"},
+        {MSG_AGENT_SIGNAL_PROCESS, MSG_RT_KILL, "running"},
+        {MSG_AGENT_LIST_PROCESSES, MSG_RT_PS, "running"},
+        {MSG_AGENT_STATS_CONTAINER, MSG_RT_STATS_GET, "running"},
+        {MSG_AGENT_UPDATE_CONTAINER, MSG_RT_UPDATE, "running"},
+        {MSG_AGENT_EXEC_PROCESS, MSG_RT_EXEC, "running"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct fx *f = fx_new_net(false, cases[i].refuse, NULL);
+        char text[512];
+        int rc = create(f, "c1", text);
+        if (cases[i].step != MSG_RT_CREATE) {
+            assert_int_equal(rc, 0);
+            if (cases[i].step != MSG_RT_START)
+                assert_int_equal(rt(f, idmsg(MSG_RT_START, "c1"), NULL, text), 0);
+            msg_t *m = idmsg(cases[i].step, "c1");
+            if (cases[i].step == MSG_RT_KILL)
+                ((msg_rt_kill_t *)m->body)->signal = 15;
+            if (cases[i].step == MSG_RT_UPDATE)
+                msg_set_str(&((msg_rt_update_t *)m->body)->resources, "{\"pids\":{\"limit\":10}}");
+            if (cases[i].step == MSG_RT_EXEC) {
+                msg_set_str(&((msg_rt_exec_t *)m->body)->exec_id, "x1");
+                msg_set_str(&((msg_rt_exec_t *)m->body)->process,
+                            "{\"args\":[\"true\"],\"cwd\":\"/\"}");
+            }
+            rc = rt(f, m, NULL, text);
+        }
+        if (rc == 0 || !strstr(text, "scripted refusal"))
+            fail_msg("case %zu (%s): rc %d, \"%s\"", i, msg_type_name(cases[i].refuse), rc, text);
+        if (cases[i].state_after)
+            expect_state(f, "c1", cases[i].state_after);
+        else
+            assert_null(state_of(f, "c1")); /* gone before the reply */
+        /* the failed step left nothing half done: the sandbox ends */
+        if (cases[i].state_after) {
+            msg_t *d = idmsg(MSG_RT_DELETE, "c1");
+            ((msg_rt_delete_t *)d->body)->force = true;
+            assert_int_equal(rt(f, d, NULL, text), 0);
+        }
+        assert_true(done(f, 5000));
+        fx_free(f);
+    }
+}
+
+/* ---- the sandbox network: a namespace with veth links ------------------------- */
+
+struct netns {
+    pid_t holder; /* a child paused in the namespace */
+    char path[64];
+};
+
+static void netns_new(struct netns *n)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    n->holder = fork();
+    assert_true(n->holder >= 0);
+    if (n->holder == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives a failed test */
+        char c = unshare(CLONE_NEWNET) == 0 ? 'y' : 'n';
+        if (write(p[1], &c, 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(p[1]);
+    char c = 0;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    close(p[0]);
+    assert_int_equal(c, 'y');
+    snprintf(n->path, sizeof n->path, "/proc/%d/ns/net", (int)n->holder);
+}
+
+static void netns_free(struct netns *n)
+{
+    if (n->holder > 0) {
+        kill(n->holder, SIGKILL);
+        waitpid(n->holder, NULL, 0);
+        n->holder = 0;
+    }
+}
+
+/* Runs netlink requests in the namespace (this thread enters and leaves). */
+struct nl_req {
+    struct nlmsghdr *(*build)(char *buf, void *arg);
+    void *arg;
+};
+
+static int in_ns(struct netns *n, int (*fn)(void *arg, err_t *err), void *arg, err_t *err)
+{
+    int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int ns = open(n->path, O_RDONLY | O_CLOEXEC);
+    assert_true(self >= 0 && ns >= 0);
+    assert_int_equal(setns(ns, CLONE_NEWNET), 0);
+    int r = fn(arg, err);
+    assert_int_equal(setns(self, CLONE_NEWNET), 0);
+    close(self);
+    close(ns);
+    return r;
+}
+
+/* A veth pair (name, peer "p" + name) with address 10.77.<i>.2/24, both
+ * up; for i == 0 also a default route and a permanent neighbour. */
+static int veth_up(void *arg, err_t *err)
+{
+    int i = *(int *)arg;
+    char name[16], peer[16], buf[RES_NL_BUF];
+    snprintf(name, sizeof name, "eth%d", i);
+    snprintf(peer, sizeof peer, "peth%d", i);
+    uint8_t mac[6] = {0x0a, 0x58, 0x0a, 0x4d, (uint8_t)i, 0x02};
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_NEWLINK;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL;
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof *ifi);
+    ifi->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, name);
+    mnl_attr_put(nlh, IFLA_ADDRESS, 6, mac);
+    struct nlattr *info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+    struct nlattr *data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+    struct nlattr *pe = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+    struct ifinfomsg *pifi = mnl_nlmsg_put_extra_header(nlh, sizeof *pifi);
+    pifi->ifi_family = AF_UNSPEC;
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, peer);
+    mnl_attr_nest_end(nlh, pe);
+    mnl_attr_nest_end(nlh, data);
+    mnl_attr_nest_end(nlh, info);
+    res_nl_t *nl = NULL;
+    int r = res_nl_open(&nl, err);
+    if (r == 0)
+        r = res_nl_talk(nl, nlh, NULL, NULL, "add a veth pair", err);
+    int idx = (int)if_nametoindex(name), pidx = (int)if_nametoindex(peer);
+    uint8_t a[4] = {10, 77, (uint8_t)i, 2}, gw[4] = {10, 77, (uint8_t)i, 1};
+    if (r == 0)
+        r = res_nl_talk(nl, res_nl_link_set(buf, pidx, NULL, 0, true, true), NULL, NULL, "peer up",
+                        err);
+    if (r == 0)
+        r = res_nl_talk(nl, res_nl_link_set(buf, idx, NULL, 0, true, true), NULL, NULL, "link up",
+                        err);
+    if (r == 0)
+        r = res_nl_talk(nl, res_nl_addr(buf, RTM_NEWADDR, AF_INET, idx, a, 24, false), NULL, NULL,
+                        "address", err);
+    if (r == 0 && i == 0)
+        r = res_nl_talk(nl,
+                        res_nl_route(buf, RTM_NEWROUTE, AF_INET, NULL, 0, gw, NULL, idx,
+                                     RT_SCOPE_UNIVERSE, 0),
+                        NULL, NULL, "default route", err);
+    uint8_t nmac[6] = {2, 0, 0, 0, 0, 9};
+    if (r == 0 && i == 0)
+        r = res_nl_talk(nl, res_nl_neigh(buf, AF_INET, idx, gw, nmac, NUD_PERMANENT), NULL, NULL,
+                        "neighbour", err);
+    res_nl_close(&nl);
+    return r;
+}
+
+static int link_del(void *arg, err_t *err)
+{
+    char buf[RES_NL_BUF];
+    res_nl_t *nl = NULL;
+    int r = res_nl_open(&nl, err);
+    if (r == 0)
+        r = res_nl_talk(nl, res_nl_link_del(buf, (int)if_nametoindex(arg)), NULL, NULL,
+                        "delete a link", err);
+    res_nl_close(&nl);
+    return r;
+}
+
+struct has_link {
+    const char *name;
+    bool found;
+};
+
+static int has_link_fn(void *arg, err_t *err)
+{
+    struct has_link *h = arg;
+    h->found = if_nametoindex(h->name) > 0;
+    return 0;
+}
+
+static bool ns_has(struct netns *n, const char *name)
+{
+    struct has_link h = {name, false};
+    err_t err = ERR_INIT;
+    in_ns(n, has_link_fn, &h, &err);
+    return h.found;
+}
+
+static void add_veth(struct netns *n, int i)
+{
+    err_t err = ERR_INIT;
+    if (in_ns(n, veth_up, &i, &err) < 0)
+        fail_msg("netns: %s", err_str(&err));
+}
+
+/* The sandbox's namespace is brought into the VM (a tap per interface),
+ * the guest told its interfaces, routes and neighbours; update_network
+ * hot-plugs what came and unplugs what went; shutdown gives it all back. */
+static void test_rt_actor_network_boot_update_shutdown(void **s)
+{
+    struct netns n = {0};
+    netns_new(&n);
+    add_veth(&n, 0);
+    struct fx *f = fx_new_net(false, 0, n.path);
+    char text[512];
+    int rc = create(f, "c1", text);
+    /* a veth pair is two interfaces of the namespace: eth0 and peth0 */
+    bool booted = rc == 0 && f->fa.net_calls[0] == 2 && f->fa.net_calls[1] == 1 &&
+                  f->fa.net_calls[2] == 1 && strstr(f->fa.ifaces, "\"name\":\"eth0\"") &&
+                  strstr(f->fa.ifaces, "\"name\":\"peth0\"") &&
+                  strstr(f->fa.ifaces, "\"10.77.0.2/24\"") &&
+                  ns_has(&n, "tap0" RES_NET_TAP_SUFFIX) && ns_has(&n, "tap1" RES_NET_TAP_SUFFIX);
+    if (!booted) {
+        print_message("create: %d %s; agent calls %d %d %d; interfaces:\n%s", rc, text,
+                      f->fa.net_calls[0], f->fa.net_calls[1], f->fa.net_calls[2], f->fa.ifaces);
+        fx_free(f);
+        netns_free(&n);
+        fail();
+    }
+
+    /* a second pair comes: hot-plugged, only it is configured */
+    f->fa.ifaces[0] = 0;
+    add_veth(&n, 1);
+    assert_int_equal(rt(f, idmsg(MSG_RT_UPDATE_NETWORK, "sb"), NULL, text), 0);
+    assert_int_equal(f->fa.net_calls[0], 4);
+    assert_int_equal(f->fa.net_calls[1], 2);
+    assert_non_null(strstr(f->fa.ifaces, "\"name\":\"eth1\""));
+    assert_null(strstr(f->fa.ifaces, "\"name\":\"eth0\""));
+    assert_true(ns_has(&n, "tap2" RES_NET_TAP_SUFFIX));
+    assert_true(ns_has(&n, "tap3" RES_NET_TAP_SUFFIX));
+    /* nothing changed: nothing plugged, routes told again */
+    assert_int_equal(rt(f, idmsg(MSG_RT_UPDATE_NETWORK, "c1"), NULL, text), 0);
+    assert_int_equal(f->fa.net_calls[0], 4);
+    assert_int_equal(f->fa.net_calls[1], 3);
+    /* the pair goes: unplugged, its taps removed */
+    err_t err = ERR_INIT;
+    assert_int_equal(in_ns(&n, link_del, "eth1", &err), 0);
+    assert_int_equal(rt(f, idmsg(MSG_RT_UPDATE_NETWORK, "sb"), NULL, text), 0);
+    assert_false(ns_has(&n, "tap2" RES_NET_TAP_SUFFIX));
+    assert_false(ns_has(&n, "tap3" RES_NET_TAP_SUFFIX));
+    assert_true(ns_has(&n, "tap0" RES_NET_TAP_SUFFIX));
+    /* the guest refusing a new interface fails the update */
+    f->fa.refuse = MSG_AGENT_UPDATE_INTERFACE;
+    add_veth(&n, 2);
+    assert_int_equal(rt(f, idmsg(MSG_RT_UPDATE_NETWORK, "sb"), NULL, text), EIO);
+    assert_non_null(strstr(text, "configure the guest network"));
+    f->fa.refuse = 0;
+    assert_int_equal(rt(f, idmsg(MSG_RT_UPDATE_NETWORK, "nosuch"), NULL, text), ENOENT);
+
+    assert_int_equal(rt(f, msg_new(MSG_RT_SHUTDOWN), NULL, text), 0);
+    assert_true(done(f, 5000));
+    for (int i = 0; i < 6; i++) {
+        char tap[16];
+        snprintf(tap, sizeof tap, "tap%d" RES_NET_TAP_SUFFIX, i);
+        if (ns_has(&n, tap))
+            fail_msg("%s left in the namespace after shutdown", tap);
+    }
+    assert_true(ns_has(&n, "eth0"));
+    fx_free(f);
+    netns_free(&n);
+}
+
+/* The guest refusing its network fails the boot; the namespace is given back. */
+static void test_rt_actor_network_refused_fails_the_boot(void **s)
+{
+    struct netns n = {0};
+    netns_new(&n);
+    add_veth(&n, 0);
+    struct fx *f = fx_new_net(false, MSG_AGENT_UPDATE_ROUTES, n.path);
+    char text[512];
+    int rc = create(f, "c1", text);
+    bool ok = rc == EIO && strstr(text, "configure the guest network");
+    assert_true(done(f, 5000));
+    bool tap_left = ns_has(&n, "tap0" RES_NET_TAP_SUFFIX);
+    fx_free(f);
+    netns_free(&n);
+    if (!ok)
+        fail_msg("create: %d %s", rc, text);
+    assert_false(tap_left);
+}
+
+/* A namespace path that is not one fails the boot with the reason. */
+static void test_rt_actor_network_bad_namespace(void **s)
+{
+    struct fx *f = fx_new_net(false, 0, "/nonexistent/netns");
+    char text[512];
+    assert_int_equal(create(f, "c1", text), EIO);
+    assert_non_null(strstr(text, "network"));
+    assert_non_null(strstr(text, "/nonexistent/netns"));
+    assert_true(done(f, 5000));
+    fx_free(f);
+}
+
 int main(void)
 {
     log_setup(2, LOG_FMT_LOGFMT, LOG_ERROR);
@@ -405,6 +756,10 @@ int main(void)
         cmocka_unit_test(test_rt_actor_bad_spec_refused_before_boot),
         cmocka_unit_test(test_rt_actor_vm_death_stops_every_container),
         cmocka_unit_test(test_rt_actor_shutdown_removes_everything),
+        cmocka_unit_test(test_rt_actor_agent_step_failures),
+        cmocka_unit_test(test_rt_actor_network_boot_update_shutdown),
+        cmocka_unit_test(test_rt_actor_network_refused_fails_the_boot),
+        cmocka_unit_test(test_rt_actor_network_bad_namespace),
     };
     return cmocka_run_group_tests_name("rt_actor", tests, NULL, NULL);
 }
