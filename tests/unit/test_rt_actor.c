@@ -443,6 +443,10 @@ static void test_rt_actor_shutdown_removes_everything(void **s)
 }
 
 
+/* What a failing test leaves for net_teardown. */
+static struct fx *g_fx;
+static struct netns *g_ns;
+
 /* Each agent step failing: the request fails with the agent's reason and
  * the container stays where it was (or is gone, for create). */
 static void test_rt_actor_agent_step_failures(void **s)
@@ -462,7 +466,7 @@ static void test_rt_actor_agent_step_failures(void **s)
         {MSG_AGENT_EXEC_PROCESS, MSG_RT_EXEC, "running"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        struct fx *f = fx_new_net(false, cases[i].refuse, NULL);
+        struct fx *f = g_fx = fx_new_net(false, cases[i].refuse, NULL);
         char text[512];
         int rc = create(f, "c1", text);
         if (cases[i].step != MSG_RT_CREATE) {
@@ -495,6 +499,7 @@ static void test_rt_actor_agent_step_failures(void **s)
         }
         assert_true(done(f, 5000));
         fx_free(f);
+        g_fx = NULL;
     }
 }
 
@@ -653,10 +658,11 @@ static void add_veth(struct netns *n, int i)
  * hot-plugs what came and unplugs what went; shutdown gives it all back. */
 static void test_rt_actor_network_boot_update_shutdown(void **s)
 {
-    struct netns n = {0};
+    static struct netns n;
     netns_new(&n);
+    g_ns = &n;
     add_veth(&n, 0);
-    struct fx *f = fx_new_net(false, 0, n.path);
+    struct fx *f = g_fx = fx_new_net(false, 0, n.path);
     char text[512];
     int rc = create(f, "c1", text);
     /* a veth pair is two interfaces of the namespace: eth0 and peth0 */
@@ -665,13 +671,9 @@ static void test_rt_actor_network_boot_update_shutdown(void **s)
                   strstr(f->fa.ifaces, "\"name\":\"peth0\"") &&
                   strstr(f->fa.ifaces, "\"10.77.0.2/24\"") &&
                   ns_has(&n, "tap0" RES_NET_TAP_SUFFIX) && ns_has(&n, "tap1" RES_NET_TAP_SUFFIX);
-    if (!booted) {
-        print_message("create: %d %s; agent calls %d %d %d; interfaces:\n%s", rc, text,
-                      f->fa.net_calls[0], f->fa.net_calls[1], f->fa.net_calls[2], f->fa.ifaces);
-        fx_free(f);
-        netns_free(&n);
-        fail();
-    }
+    if (!booted)
+        fail_msg("create: %d %s; agent calls %d %d %d; interfaces:\n%s", rc, text,
+                 f->fa.net_calls[0], f->fa.net_calls[1], f->fa.net_calls[2], f->fa.ifaces);
 
     /* a second pair comes: hot-plugged, only it is configured */
     f->fa.ifaces[0] = 0;
@@ -711,39 +713,46 @@ static void test_rt_actor_network_boot_update_shutdown(void **s)
             fail_msg("%s left in the namespace after shutdown", tap);
     }
     assert_true(ns_has(&n, "eth0"));
-    fx_free(f);
-    netns_free(&n);
 }
 
 /* The guest refusing its network fails the boot; the namespace is given back. */
 static void test_rt_actor_network_refused_fails_the_boot(void **s)
 {
-    struct netns n = {0};
+    static struct netns n;
     netns_new(&n);
+    g_ns = &n;
     add_veth(&n, 0);
-    struct fx *f = fx_new_net(false, MSG_AGENT_UPDATE_ROUTES, n.path);
+    struct fx *f = g_fx = fx_new_net(false, MSG_AGENT_UPDATE_ROUTES, n.path);
     char text[512];
     int rc = create(f, "c1", text);
     bool ok = rc == EIO && strstr(text, "configure the guest network");
     assert_true(done(f, 5000));
-    bool tap_left = ns_has(&n, "tap0" RES_NET_TAP_SUFFIX);
-    fx_free(f);
-    netns_free(&n);
     if (!ok)
         fail_msg("create: %d %s", rc, text);
-    assert_false(tap_left);
+    assert_false(ns_has(&n, "tap0" RES_NET_TAP_SUFFIX));
 }
 
 /* A namespace path that is not one fails the boot with the reason. */
 static void test_rt_actor_network_bad_namespace(void **s)
 {
-    struct fx *f = fx_new_net(false, 0, "/nonexistent/netns");
+    struct fx *f = g_fx = fx_new_net(false, 0, "/nonexistent/netns");
     char text[512];
     assert_int_equal(create(f, "c1", text), EIO);
     assert_non_null(strstr(text, "network"));
     assert_non_null(strstr(text, "/nonexistent/netns"));
     assert_true(done(f, 5000));
-    fx_free(f);
+}
+
+/* Frees what a test made, passed or failed. */
+static int net_teardown(void **s)
+{
+    if (g_fx)
+        fx_free(g_fx);
+    if (g_ns)
+        netns_free(g_ns);
+    g_fx = NULL;
+    g_ns = NULL;
+    return 0;
 }
 
 int main(void)
@@ -756,10 +765,10 @@ int main(void)
         cmocka_unit_test(test_rt_actor_bad_spec_refused_before_boot),
         cmocka_unit_test(test_rt_actor_vm_death_stops_every_container),
         cmocka_unit_test(test_rt_actor_shutdown_removes_everything),
-        cmocka_unit_test(test_rt_actor_agent_step_failures),
-        cmocka_unit_test(test_rt_actor_network_boot_update_shutdown),
-        cmocka_unit_test(test_rt_actor_network_refused_fails_the_boot),
-        cmocka_unit_test(test_rt_actor_network_bad_namespace),
+        cmocka_unit_test_teardown(test_rt_actor_agent_step_failures, net_teardown),
+        cmocka_unit_test_teardown(test_rt_actor_network_boot_update_shutdown, net_teardown),
+        cmocka_unit_test_teardown(test_rt_actor_network_refused_fails_the_boot, net_teardown),
+        cmocka_unit_test_teardown(test_rt_actor_network_bad_namespace, net_teardown),
     };
     return cmocka_run_group_tests_name("rt_actor", tests, NULL, NULL);
 }

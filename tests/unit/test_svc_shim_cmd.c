@@ -187,8 +187,25 @@ static int fx_setup(void **state)
     return 0;
 }
 
-/* Kills every process whose command line names this test's directory
- * (a shim daemon a failed test left), then reaps our children. */
+/* Our parent pid of process pid (field 4 of /proc/<pid>/stat), or -1. */
+static pid_t ppid_of(pid_t pid)
+{
+    char p[64], buf[512];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = 0;
+    const char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+    int ppid = -1;
+    return rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 ? (pid_t)ppid : -1;
+}
+
+/* Kills every process whose command line names this test's directory or
+ * that is our child (a shim daemon a failed test left: reparented here,
+ * maybe before it exec'd), then reaps our children. */
 static void kill_leftovers(struct fx *f)
 {
     DIR *d = opendir("/proc");
@@ -206,13 +223,11 @@ static void kill_leftovers(struct fx *f)
             continue;
         ssize_t n = read(fd, buf, sizeof buf - 1);
         close(fd);
-        if (n <= 0)
-            continue;
         for (ssize_t i = 0; i < n; i++)
             if (!buf[i])
                 buf[i] = ' ';
-        buf[n] = 0;
-        if (strstr(buf, f->dir)) {
+        buf[n > 0 ? n : 0] = 0;
+        if (strstr(buf, f->dir) || ppid_of(pid) == getpid()) {
             kill(pid, SIGKILL);
             print_message("killed pid %d left behind: %s\n", (int)pid, buf);
         }
