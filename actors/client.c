@@ -237,7 +237,7 @@ int bus_client_call(bus_client_t *c, const char *to, msg_t **req, int timeout_ms
             else {
                 if (ping_id && m->reply_to == ping_id)
                     misses = 0, ping_id = 0; /* the broker lives */
-                msg_destroy(&m); /* a pong or a stale reply */
+                msg_destroy(&m);             /* a pong or a stale reply */
             }
             continue;
         }

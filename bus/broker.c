@@ -721,17 +721,16 @@ int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err)
             goto fail;
         }
         char held_ep[EP_MAX + 8];
-        if (o.hold_ipc &&
-            (rc = bind_ipc(b, b->router, o.dir, "bus.sock.held", b->held_path, held_ep,
-                           sizeof held_ep, err)) < 0)
+        if (o.hold_ipc && (rc = bind_ipc(b, b->router, o.dir, "bus.sock.held", b->held_path,
+                                         held_ep, sizeof held_ep, err)) < 0)
             goto fail;
         if (o.hold_ipc) { /* the public names, taken by bus_open_ipc() */
             snprintf(b->ipc_path, sizeof b->ipc_path, "%s/bus.sock", o.dir);
             snprintf(b->ep_ipc, sizeof b->ep_ipc, "ipc://%s", b->ipc_path);
             unlink(b->ipc_path); /* a stale socket from a dead broker */
         }
-        if ((!o.hold_ipc && (rc = bind_ipc(b, b->router, o.dir, "bus.sock", b->ipc_path,
-                                           b->ep_ipc, sizeof b->ep_ipc, err)) < 0) ||
+        if ((!o.hold_ipc && (rc = bind_ipc(b, b->router, o.dir, "bus.sock", b->ipc_path, b->ep_ipc,
+                                           sizeof b->ep_ipc, err)) < 0) ||
             (rc = bind_ipc(b, b->tap, o.dir, "tap.sock", b->tap_path, b->tap_ipc, sizeof b->tap_ipc,
                            err)) < 0)
             goto fail;

@@ -53,7 +53,7 @@
 #define CREATE_TIMEOUT_MS 180000 /* a cold TCG boot plus the container */
 #define DAEMON_START_MS   30000
 #define PROXY_START_MS    15000
-#define SANDBOX_END_MS 30000 /* a dying daemon's own stop deadlines, bounded */
+#define SANDBOX_END_MS    30000 /* a dying daemon's own stop deadlines, bounded */
 #define LOCK_TIMEOUT_MS   120000
 
 static int g_log_fd = -1; /* --log file, -1: stderr */
@@ -1048,7 +1048,8 @@ static int cmd_delete(cli_opts_t *o)
         rc = rt_call(o->root, sb, &m, CALL_TIMEOUT_MS, &reply, &err);
         msg_destroy(&reply);
         /* the daemon may have shut down under us: fall through to cleanup */
-        if (rc < 0 && (err.code == ETIMEDOUT || err.code == EHOSTUNREACH || err.code == EHOSTDOWN) &&
+        if (rc < 0 &&
+            (err.code == ETIMEDOUT || err.code == EHOSTUNREACH || err.code == EHOSTDOWN) &&
             !bus_answers(o->root, sb, 500)) {
             err_clear(&err);
             alive = false, rc = 0;

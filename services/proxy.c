@@ -217,8 +217,8 @@ static void lost(actor_t *a, proxy_t *p, const char *fmt, const char *what)
         return;
     char msg[512];
     snprintf(msg, sizeof msg, fmt, what);
-    dprintf(2, "husk: container %s%s%s: %s\n", p->o->id, *p->exec_id ? " exec " : "",
-            p->exec_id, msg);
+    dprintf(2, "husk: container %s%s%s: %s\n", p->o->id, *p->exec_id ? " exec " : "", p->exec_id,
+            msg);
     finish(a, p, 255, "sandbox lost");
 }
 
@@ -559,9 +559,9 @@ static const actor_handler_t proxy_handlers[] = {
     {MSG_NONE, NULL},
 };
 
-static const char *const proxy_subs[] = {"agent.output", "agent.exited", "agent.lost",
-                                         "hv.exited",    "rt.exited",    "rt.state_changed",
-                                         NULL};
+static const char *const proxy_subs[] = {
+    "agent.output", "agent.exited",     "agent.lost", "hv.exited",
+    "rt.exited",    "rt.state_changed", NULL};
 
 /* ---- console socket -------------------------------------------------------------------- */
 
@@ -583,8 +583,8 @@ int proxy_send_console(const char *path, int fd, const char *name, err_t *err)
     char cbuf[CMSG_SPACE(sizeof(int))];
     memset(cbuf, 0, sizeof cbuf);
     struct iovec iov = {.iov_base = (void *)name, .iov_len = strlen(name)};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-                        .msg_controllen = sizeof cbuf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
@@ -651,10 +651,20 @@ static void forwarded_signals(sigset_t *set)
     sigemptyset(set);
     for (int s = 1; s < 32; s++) {
         switch (s) {
-        case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGILL: case SIGFPE:
-        case SIGTRAP: case SIGSYS: case SIGPIPE: case SIGURG: case SIGCHLD:
+        case SIGKILL:
+        case SIGSTOP:
+        case SIGSEGV:
+        case SIGBUS:
+        case SIGILL:
+        case SIGFPE:
+        case SIGTRAP:
+        case SIGSYS:
+        case SIGPIPE:
+        case SIGURG:
+        case SIGCHLD:
             break;
-        default: sigaddset(set, s);
+        default:
+            sigaddset(set, s);
         }
     }
     for (int s = SIGRTMIN; s <= SIGRTMAX; s++)

@@ -25,6 +25,8 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
+
 #include "agent/guest/agent.h"
 #include "common/log.h"
 #include "messages/msg.h"
@@ -41,13 +43,6 @@ struct fx {
     msg_t *events[MAX_EVENTS];
     int nevents;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the channel, from the host's side ------------------------------------------- */
 
@@ -94,7 +89,7 @@ static bool read_full(int fd, void *buf, size_t len, int64_t deadline)
 {
     uint8_t *p = buf;
     while (len) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - clock_mono_ms());
         if (left <= 0)
             return false;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
@@ -146,7 +141,7 @@ static void keep_event(struct fx *f, msg_t *m)
 static msg_t *call(struct fx *f, msg_t *m)
 {
     uint64_t id = send_msg(f, m);
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     for (;;) {
         msg_t *r = recv_msg(f, dl);
         if (!r)
@@ -183,7 +178,7 @@ static void call_ok(struct fx *f, msg_t *m, msg_type_t want)
 static msg_t *wait_event(struct fx *f, msg_type_t t, const char *cid, const char *eid,
                          bool (*pred)(const msg_t *))
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     for (int i = 0;; i++) {
         for (; i < f->nevents; i++) {
             msg_t *e = f->events[i];
@@ -311,8 +306,8 @@ static int fx_setup(void **state)
         if (getppid() != parent)
             _exit(99);
         /* the containers' mounts stay in a namespace of their own */
-        if (geteuid() == 0 &&
-            (unshare(CLONE_NEWNS | CLONE_NEWUTS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
+        if (geteuid() == 0 && (unshare(CLONE_NEWNS | CLONE_NEWUTS) < 0 ||
+                               mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0))
             _exit(98);
         int fl = fcntl(sv[1], F_GETFL);
         fcntl(sv[1], F_SETFL, fl | O_NONBLOCK);
@@ -344,9 +339,9 @@ static int fx_teardown(void **state)
     int status = -1;
     if (f->fd >= 0)
         close(f->fd);
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     pid_t r;
-    while ((r = waitpid(f->pid, &status, WNOHANG)) == 0 && now_ms() < dl)
+    while ((r = waitpid(f->pid, &status, WNOHANG)) == 0 && clock_mono_ms() < dl)
         usleep(5000);
     if (r == 0) {
         kill(f->pid, SIGKILL);
@@ -469,7 +464,10 @@ static void test_agent_guest_bad_frames_are_answered_or_dropped(void **state)
     err_t err = ERR_INIT;
     assert_int_equal(msg_encode(bad, &buf, &len, &err), 0);
     /* the body is {"container_id": "c1"}: turn the str "c1" into an int */
-    uint8_t *s = memmem(buf, len, "\xa2" "c1", 3);
+    uint8_t *s = memmem(buf, len,
+                        "\xa2"
+                        "c1",
+                        3);
     assert_non_null(s);
     s[0] = 0x07;
     s[1] = 0xc0; /* nil */
@@ -478,7 +476,7 @@ static void test_agent_guest_bad_frames_are_answered_or_dropped(void **state)
     msg_destroy(&bad);
     send_frame(f, buf, (uint32_t)len);
     free(buf);
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     msg_t *r = recv_msg(f, dl);
     assert_non_null(r);
     assert_int_equal(r->reply_to, id);
@@ -561,7 +559,8 @@ static void test_agent_guest_invalid_requests_are_einval(void **state)
     msg_set_str(&((msg_agent_create_container_t *)c->body)->container_id, "c1");
     msg_set_str(&((msg_agent_create_container_t *)c->body)->spec,
                 "{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"sh\"],\"cwd\":\"/\","
-                "\"user\":{\"uid\":0,\"gid\":0}},\"root\":{\"path\":\"/r\"},\"linux\":{\"resources\":{\"pids\":{\"limit\":"
+                "\"user\":{\"uid\":0,\"gid\":0}},\"root\":{\"path\":\"/"
+                "r\"},\"linux\":{\"resources\":{\"pids\":{\"limit\":"
                 "5}}}}");
     assert_int_equal(call_err(f, c, "cgroup"), ENOTSUP);
     /* storages that are not an array of 9p mounts */
@@ -627,8 +626,9 @@ static void test_agent_guest_container_lifecycle(void **state)
 {
     struct fx *f = *state;
     NEED_ROOTFS(f);
-    call_ok(f, create_req(f, "c1", "[\"sh\",\"-c\",\"echo hello; read x; echo got $x; exit 3\"]", true),
-            MSG_AGENT_PID);
+    call_ok(
+        f, create_req(f, "c1", "[\"sh\",\"-c\",\"echo hello; read x; echo got $x; exit 3\"]", true),
+        MSG_AGENT_PID);
     /* a second create of the same id */
     assert_int_equal(call_err(f, create_req(f, "c1", "[\"sh\"]", false), "exists"), EEXIST);
     call_ok(f, req_c(MSG_AGENT_START_CONTAINER, "c1"), MSG_AGENT_OK);
@@ -788,7 +788,8 @@ static void test_agent_guest_full_spec_is_applied(void **state)
         "{\"destination\":\"%s\",\"type\":\"bind\",\"source\":\"%s\",\"options\":[\"rbind\"]}],"
         "\"linux\":{\"namespaces\":[{\"type\":\"pid\"},{\"type\":\"mount\"},{\"type\":\"uts\"},"
         "{\"type\":\"ipc\"}],\"devices\":[{\"path\":\"/dev/unit-null\",\"type\":\"c\","
-        "\"major\":1,\"minor\":3,\"fileMode\":438}],\"sysctl\":{\"kernel.domainname\":\"unit.example\"},"
+        "\"major\":1,\"minor\":3,\"fileMode\":438}],\"sysctl\":{\"kernel.domainname\":\"unit."
+        "example\"},"
         "\"maskedPaths\":[\"/etc/secret\",\"/proc/kcore\",\"/nonexistent\"],"
         "\"readonlyPaths\":[\"/etc\",\"/nonexistent2\"],"
         "\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"architectures\":"
@@ -837,8 +838,9 @@ static void test_agent_guest_bad_specs_are_refused(void **state)
     /* process, extra top-level fields, extra linux fields; the text the error must name */
     static const char *const bad[][4] = {
         {",\"capabilities\":{\"bounding\":[\"CAP_FLY\"]}", "", "", "CAP_FLY"},
-        {"", "", ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"architectures\":"
-                 "[\"SCMP_ARCH_VAX\"]}",
+        {"", "",
+         ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"architectures\":"
+         "[\"SCMP_ARCH_VAX\"]}",
          "VAX"},
         {"", "",
          ",\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ALLOW\",\"syscalls\":[{\"names\":"
@@ -849,8 +851,9 @@ static void test_agent_guest_bad_specs_are_refused(void **state)
          "RLIMIT_BOGUS"},
         {"", "", ",\"sysctl\":{\"vm.swappiness\":\"10\"}", "vm.swappiness"},
         {"", ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"bind\"}]", "", "source"},
-        {"", ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"tmpfs\",\"source\":"
-             "\"tmpfs\",\"options\":[\"nosuchoption\"]}]",
+        {"",
+         ",\"mounts\":[{\"destination\":\"/m\",\"type\":\"tmpfs\",\"source\":"
+         "\"tmpfs\",\"options\":[\"nosuchoption\"]}]",
          "", "tmpfs on /m"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -922,8 +925,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_guest_container_lifecycle, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_guest_exec_and_signals, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_agent_guest_remove_kills_a_running_container,
-                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_agent_guest_remove_kills_a_running_container, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_agent_guest_a_running_container_ends_with_the_channel,
                                         fx_setup, fx_teardown),
     };

@@ -16,32 +16,18 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_files.h"
 #include <jansson.h>
 
 #include "persist/store.h"
 #include "services/cli.h"
 
 struct fx {
-    char dir[64];   /* everything of the test */
-    char root[96];  /* --root */
+    char dir[64];    /* everything of the test */
+    char root[96];   /* --root */
     char *out, *err; /* of the last run */
 };
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    char chunk[4096];
-    size_t r;
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, r, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
 
 /* Runs `husk --root <root> args...` (NULL-terminated); returns its exit code. */
 static int husk(struct fx *f, ...)
@@ -82,8 +68,8 @@ static int husk(struct fx *f, ...)
         fail_msg("husk %s: killed by signal %d", argv[3], WTERMSIG(st));
     free(f->out);
     free(f->err);
-    f->out = slurp(op);
-    f->err = slurp(ep);
+    f->out = test_slurp(op);
+    f->err = test_slurp(ep);
     return WEXITSTATUS(st);
 }
 
@@ -123,8 +109,11 @@ static void persist_dead(struct fx *f, const char *id, const char *st, bool exit
     persist_store_t *store = NULL;
     err_t err = ERR_INIT;
     assert_int_equal(persist_store_open(f->root, &store, &err), 0);
-    persist_sandbox_t sb = {.id = "sb", .state = "ready", .bundle = f->dir,
-                            .created = "2024-01-02T03:04:05.000000006Z", .hypervisor = "local"};
+    persist_sandbox_t sb = {.id = "sb",
+                            .state = "ready",
+                            .bundle = f->dir,
+                            .created = "2024-01-02T03:04:05.000000006Z",
+                            .hypervisor = "local"};
     char *ids[] = {(char *)id};
     sb.containers = ids;
     sb.n_containers = 1;
@@ -143,9 +132,13 @@ static void persist_dead(struct fx *f, const char *id, const char *st, bool exit
     }
     char rootfs[160];
     snprintf(rootfs, sizeof rootfs, "%s/rootfs", f->dir);
-    persist_container_t c = {.id = (char *)id, .sandbox_id = "sb", .bundle = f->dir,
-                             .rootfs = rootfs, .state = (char *)st,
-                             .created = "2024-01-02T03:04:05.000000006Z", .exited = exited,
+    persist_container_t c = {.id = (char *)id,
+                             .sandbox_id = "sb",
+                             .bundle = f->dir,
+                             .rootfs = rootfs,
+                             .state = (char *)st,
+                             .created = "2024-01-02T03:04:05.000000006Z",
+                             .exited = exited,
                              .exit_status = exited ? 3 : 0,
                              .exited_at = exited ? "2024-01-02T03:04:06Z" : NULL};
     if (persist_container_save(store, &c, &err) < 0)
@@ -224,7 +217,7 @@ static void test_cli_cmd_usage_errors(void **state)
     char log[160];
     snprintf(log, sizeof log, "%s/husk.log", f->dir);
     assert_int_equal(HUSK(f, "--log", log, "--log-format", "json", "state", "ghost"), 1);
-    char *text = slurp(log);
+    char *text = test_slurp(log);
     assert_non_null(strstr(text, "\"level\":\"error\""));
     assert_non_null(strstr(text, "container does not exist"));
     free(text);
@@ -237,9 +230,15 @@ static void test_cli_cmd_missing_container_everywhere(void **state)
 {
     struct fx *f = *state;
     static const char *const cmds[][4] = {
-        {"state", "ghost"},         {"start", "ghost"},          {"kill", "ghost", "KILL"},
-        {"pause", "ghost"},         {"resume", "ghost"},         {"delete", "ghost"},
-        {"ps", "ghost"},            {"events", "--stats", "ghost"}, {"update", "--pids-limit", "5", "ghost"},
+        {"state", "ghost"},
+        {"start", "ghost"},
+        {"kill", "ghost", "KILL"},
+        {"pause", "ghost"},
+        {"resume", "ghost"},
+        {"delete", "ghost"},
+        {"ps", "ghost"},
+        {"events", "--stats", "ghost"},
+        {"update", "--pids-limit", "5", "ghost"},
         {"exec", "ghost", "true"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
@@ -366,8 +365,9 @@ static void test_cli_cmd_create_refuses_bad_bundles(void **state)
     write_config(b, "true", "");
     assert_int_equal(HUSK(f, "create", "--bundle", b, "c2"), 1);
     expect_err(f, "cannot allocate tty");
-    write_config(b, "false", ",\"annotations\":{\"io.kubernetes.cri.container-type\":"
-                             "\"container\",\"io.kubernetes.cri.sandbox-id\":\"nosb\"}");
+    write_config(b, "false",
+                 ",\"annotations\":{\"io.kubernetes.cri.container-type\":"
+                 "\"container\",\"io.kubernetes.cri.sandbox-id\":\"nosb\"}");
     assert_int_equal(HUSK(f, "create", "--bundle", b, "c2"), 1);
     expect_err(f, "sandbox nosb is not running");
     assert_int_equal(HUSK(f, "create", "--bundle", b, "bad/id"), 1);

@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_files.h"
+#include "common/clock.h"
 #include <jansson.h>
 
 #include "persist/store.h"
@@ -34,30 +37,6 @@ struct fx {
     char id[32];
     char *out, *err;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    char chunk[4096];
-    size_t r;
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, r, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
 
 /* Runs `husk --root <root> args...` (NULL-terminated) in a child; its
  * stdout and stderr in files; returns its exit code. */
@@ -93,10 +72,10 @@ static int husk(struct fx *f, ...)
             _exit(121);
         exit(cli_main(argc, argv)); /* exit: the coverage data is written */
     }
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     int st = 0;
     pid_t w;
-    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && now_ms() < dl)
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && clock_mono_ms() < dl)
         usleep(5000);
     if (w == 0) {
         kill(pid, SIGKILL);
@@ -107,8 +86,8 @@ static int husk(struct fx *f, ...)
         fail_msg("husk %s: killed by signal %d", argv[3], WTERMSIG(st));
     free(f->out);
     free(f->err);
-    f->out = slurp(op);
-    f->err = slurp(ep);
+    f->out = test_slurp(op);
+    f->err = test_slurp(ep);
     return WEXITSTATUS(st);
 }
 
@@ -134,11 +113,11 @@ static char *status_of(struct fx *f, const char *id)
 
 static void wait_status(struct fx *f, const char *id, const char *want)
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     for (;;) {
         char *s = status_of(f, id);
         bool ok = s && !strcmp(s, want);
-        if (!ok && now_ms() > dl)
+        if (!ok && clock_mono_ms() > dl)
             fail_msg("%s: status %s, want %s", id, s ? s : "(none)", want);
         free(s);
         if (ok)
@@ -167,7 +146,8 @@ static bool static_busybox(const char **path)
             continue;
         ssize_t n = read(fd, buf, sizeof buf);
         close(fd);
-        if (n > 64 && !memmem(buf, (size_t)n, "ld-linux", 8) && !memmem(buf, (size_t)n, "/lib", 4)) {
+        if (n > 64 && !memmem(buf, (size_t)n, "ld-linux", 8) &&
+            !memmem(buf, (size_t)n, "/lib", 4)) {
             *path = cands[i];
             return true;
         }
@@ -224,8 +204,14 @@ static int fx_setup(void **state)
     snprintf(f->bundle, sizeof f->bundle, "%s/bundle", f->dir);
     snprintf(f->id, sizeof f->id, "clid%d", (int)getpid());
     char p[256];
-    static const char *const dirs[] = {"", "/rootfs", "/rootfs/bin", "/rootfs/proc",
-                                       "/rootfs/dev", "/rootfs/sys", "/rootfs/tmp", "/rootfs/etc"};
+    static const char *const dirs[] = {"",
+                                       "/rootfs",
+                                       "/rootfs/bin",
+                                       "/rootfs/proc",
+                                       "/rootfs/dev",
+                                       "/rootfs/sys",
+                                       "/rootfs/tmp",
+                                       "/rootfs/etc"};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         snprintf(p, sizeof p, "%s%s", f->bundle, dirs[i]);
         assert_int_equal(mkdir(p, 0755), 0);
@@ -321,7 +307,7 @@ static int fx_teardown(void **state)
 
 static pid_t read_pid(const char *path)
 {
-    char *s = slurp(path);
+    char *s = test_slurp(path);
     pid_t p = (pid_t)atoi(s);
     free(s);
     return p;
@@ -331,11 +317,11 @@ static pid_t read_pid(const char *path)
  * container is deleted). */
 static void wait_daemon_gone(struct fx *f)
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     char p[256];
     snprintf(p, sizeof p, "%s/%s/bus.sock", f->root, f->id);
     while (access(p, F_OK) == 0) {
-        if (now_ms() > dl)
+        if (clock_mono_ms() > dl)
             fail_msg("the daemon of %s did not leave", f->id);
         usleep(20000);
     }
@@ -401,8 +387,8 @@ static void test_cli_daemon_container_lifecycle(void **state)
     wait_status(f, f->id, "stopped");
     assert_int_not_equal(HUSK(f, "kill", f->id, "NOSUCHSIG"), 0);
     /* the proxy exits with the container: 128 + 9 */
-    int64_t dl = now_ms() + DEADLINE_MS;
-    while (kill(proxy, 0) == 0 && now_ms() < dl)
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
+    while (kill(proxy, 0) == 0 && clock_mono_ms() < dl)
         usleep(20000);
     assert_int_equal(kill(proxy, 0), -1);
     expect_rc(f, HUSK(f, "delete", f->id), 0, "delete");
@@ -435,8 +421,7 @@ int main(int argc, char **argv)
     if (argc > 1 && !strcmp(argv[0], "husk"))
         return cli_main(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_cli_daemon_container_lifecycle, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_daemon_container_lifecycle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cli_daemon_run_detached_and_forced_delete, fx_setup,
                                         fx_teardown),
     };

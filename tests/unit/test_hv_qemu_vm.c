@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "common/clock.h"
+
 #include "common/log.h"
 #include "hypervisors/hv.h"
 
@@ -44,13 +46,6 @@ struct fx {
     bool exit_expected, exit_by_signal;
     char exit_reason[512], deleted[64];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void on_done(hv_t *hv, void *arg, int status, const err_t *err)
 {
@@ -99,9 +94,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 /* Runs the loop until *flag is non-zero. */
 static void run_until(struct fx *f, const int *flag)
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     while (!*flag) {
-        if (now_ms() > dl)
+        if (clock_mono_ms() > dl)
             fail_msg("nothing happened within %d ms", DEADLINE_MS);
         event_base_loop(f->base, EVLOOP_ONCE);
     }
@@ -283,10 +278,10 @@ static void test_hv_qemu_vm_quit_ignored_is_killed(void **state)
     start_ok(f);
     err_t err = ERR_INIT;
     struct op o = {0};
-    int64_t t0 = now_ms();
+    int64_t t0 = clock_mono_ms();
     assert_int_equal(hv_stop(f->hv, on_done, &o, &err), 0);
     run_until(f, &f->n_exited);
-    assert_true(now_ms() - t0 >= 400); /* the kill timer, not the quit */
+    assert_true(clock_mono_ms() - t0 >= 400); /* the kill timer, not the quit */
     assert_true(f->exit_by_signal);
     assert_true(f->exit_expected);
     assert_non_null(strstr(f->exit_reason, "killed by signal 9"));

@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_files.h"
+#include "common/clock.h"
 #include <event2/event.h>
 
 #include "persist/store.h"
@@ -43,30 +46,6 @@ struct fx {
     char shim[4096];
     char *out, *err;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *m = open_memstream(&buf, &n);
-    char chunk[4096];
-    size_t r;
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, r, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
 
 static void put_file(const char *dir, const char *name, const char *s)
 {
@@ -112,8 +91,8 @@ static int shim(struct fx *f, const char *cwd, size_t *out_len, ...)
     assert_int_equal(waitpid(pid, &st, 0), pid);
     free(f->out);
     free(f->err);
-    f->out = slurp(op);
-    f->err = slurp(ep);
+    f->out = test_slurp(op);
+    f->err = test_slurp(ep);
     if (out_len) {
         struct stat sb;
         *out_len = stat(op, &sb) == 0 ? (size_t)sb.st_size : 0;
@@ -233,10 +212,10 @@ static void kill_leftovers(struct fx *f)
         }
     }
     closedir(d);
-    int64_t end = now_ms() + DEADLINE_MS;
+    int64_t end = clock_mono_ms() + DEADLINE_MS;
     for (;;) {
         pid_t r = waitpid(-1, NULL, WNOHANG);
-        if (r < 0 || (r == 0 && now_ms() > end))
+        if (r < 0 || (r == 0 && clock_mono_ms() > end))
             break;
         if (r == 0)
             usleep(20 * 1000);
@@ -328,7 +307,7 @@ static void stale_socket(const char *path)
 /* Waits for pid, our child by reparenting; its wait status. */
 static int reap(pid_t pid)
 {
-    int64_t end = now_ms() + DEADLINE_MS;
+    int64_t end = clock_mono_ms() + DEADLINE_MS;
     int st = 0;
     for (;;) {
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -336,7 +315,7 @@ static int reap(pid_t pid)
             return st;
         if (r < 0)
             fail_msg("waitpid %d: %s", (int)pid, strerror(errno));
-        if (now_ms() > end)
+        if (clock_mono_ms() > end)
             fail_msg("pid %d did not end within %d ms", (int)pid, DEADLINE_MS);
         usleep(20 * 1000);
     }
@@ -346,7 +325,8 @@ static void assert_delete_response(const uint8_t *buf, size_t len)
 {
     ProtobufCMessage *m = NULL;
     err_t err = ERR_INIT;
-    if (svc_ttrpc_unpack(&containerd__task__v2__delete_response__descriptor, buf, len, &m, &err) < 0)
+    if (svc_ttrpc_unpack(&containerd__task__v2__delete_response__descriptor, buf, len, &m, &err) <
+        0)
         fail_msg("delete's stdout is no DeleteResponse: %s", err_str(&err));
     Containerd__Task__V2__DeleteResponse *r = (void *)m;
     assert_int_equal(r->exit_status, SVC_SHIM_DELETE_STATUS);
@@ -378,7 +358,7 @@ static void test_shim_cmd_start_join_delete(void **state)
     assert_string_equal(f->out, want);
     assert_string_equal(f->err, "");
     snprintf(path, sizeof path, "%s/address", f->b1);
-    char *addr = slurp(path);
+    char *addr = test_slurp(path);
     assert_string_equal(addr, want);
     free(addr);
     pid_t daemon = connect_shim_pid(want);
@@ -397,7 +377,7 @@ static void test_shim_cmd_start_join_delete(void **state)
         fail_msg("start (join): exit %d, stderr: %s", rc, f->err);
     assert_string_equal(f->out, want);
     snprintf(path, sizeof path, "%s/address", f->b2);
-    addr = slurp(path);
+    addr = test_slurp(path);
     assert_string_equal(addr, want);
     free(addr);
     assert_int_equal(connect_shim_pid(want), daemon);
@@ -412,7 +392,7 @@ static void test_shim_cmd_start_join_delete(void **state)
     assert_delete_response((const uint8_t *)f->out, len);
     if (!listening(sock)) {
         snprintf(path, sizeof path, "%s/log", f->b1);
-        char *log = slurp(path);
+        char *log = test_slurp(path);
         fail_msg("after delete: socket %s, delete's stderr: %s; daemon log: %s",
                  access(sock, F_OK) ? "gone" : "there", f->err, log);
     }
@@ -424,7 +404,7 @@ static void test_shim_cmd_start_join_delete(void **state)
     assert_int_equal(WEXITSTATUS(ws), 0);
     assert_int_equal(access(sock, F_OK), -1);
     snprintf(path, sizeof path, "%s/log", f->b1);
-    char *log = slurp(path);
+    char *log = test_slurp(path);
     char line[128];
     snprintf(line, sizeof line, "shim for sandbox %s (namespace %s)", f->id1, f->ns);
     if (!strstr(log, line))
@@ -441,14 +421,22 @@ static void test_shim_cmd_start_join_delete(void **state)
     }
     persist_store_t *store = NULL;
     assert_int_equal(persist_store_open(f->root, &store, &err), 0);
-    persist_sandbox_t sb = {.id = f->id1, .state = "ready", .bundle = f->b1,
-                            .created = "2024-01-01T00:00:00Z", .daemon_pid = daemon,
-                            .daemon_start = 1, .vmm_pid = vmm, .hypervisor = "local"};
+    persist_sandbox_t sb = {.id = f->id1,
+                            .state = "ready",
+                            .bundle = f->b1,
+                            .created = "2024-01-01T00:00:00Z",
+                            .daemon_pid = daemon,
+                            .daemon_start = 1,
+                            .vmm_pid = vmm,
+                            .hypervisor = "local"};
     assert_int_equal(persist_proc_start_time(vmm, &sb.vmm_start, &err), 0);
     if (persist_sandbox_save(store, &sb, &err) < 0)
         fail_msg("%s", err_str(&err));
-    persist_container_t c = {.id = f->id1, .sandbox_id = f->id1, .bundle = f->b1,
-                             .rootfs = f->b1, .state = "running",
+    persist_container_t c = {.id = f->id1,
+                             .sandbox_id = f->id1,
+                             .bundle = f->b1,
+                             .rootfs = f->b1,
+                             .state = "running",
                              .created = "2024-01-01T00:00:00Z"};
     if (persist_container_save(store, &c, &err) < 0)
         fail_msg("%s", err_str(&err));
@@ -473,8 +461,7 @@ static void test_shim_cmd_start_join_delete(void **state)
     sb.vmm_pid = 0;
     assert_int_equal(persist_sandbox_save(store, &sb, &err), 0);
     assert_int_equal(persist_container_save(store, &c, &err), 0);
-    rc = shim(f, f->b1, &len, "-namespace", f->ns, "-address", GRPC, "-id", f->id1, "delete",
-              NULL);
+    rc = shim(f, f->b1, &len, "-namespace", f->ns, "-address", GRPC, "-id", f->id1, "delete", NULL);
     assert_int_equal(rc, 0);
     assert_delete_response((const uint8_t *)f->out, len);
     assert_non_null(strstr(f->err, "still runs"));
@@ -501,9 +488,9 @@ static void test_shim_cmd_refusals(void **state)
     char longdir[192];
     snprintf(longdir, sizeof longdir, "%s/%0100d", f->dir, 0);
     setenv("HUSK_SHIM_SOCKET_DIR", longdir, 1);
-    assert_int_equal(shim(f, f->b1, NULL, "-namespace", f->ns, "-address", GRPC, "-id", f->id1,
-                          "start", NULL),
-                     1);
+    assert_int_equal(
+        shim(f, f->b1, NULL, "-namespace", f->ns, "-address", GRPC, "-id", f->id1, "start", NULL),
+        1);
     setenv("HUSK_SHIM_SOCKET_DIR", f->sockdir, 1);
     assert_non_null(strstr(f->err, "containerd-shim-husk-v2 start:"));
     /* the socket directory cannot be created */
@@ -511,9 +498,9 @@ static void test_shim_cmd_refusals(void **state)
     put_file(f->dir, "x", "");
     snprintf(blocked, sizeof blocked, "%s/x/s", f->dir);
     setenv("HUSK_SHIM_SOCKET_DIR", blocked, 1);
-    assert_int_equal(shim(f, f->b1, NULL, "-namespace", f->ns, "-address", GRPC, "-id", f->id1,
-                          "start", NULL),
-                     1);
+    assert_int_equal(
+        shim(f, f->b1, NULL, "-namespace", f->ns, "-address", GRPC, "-id", f->id1, "start", NULL),
+        1);
     setenv("HUSK_SHIM_SOCKET_DIR", f->sockdir, 1);
     if (!strstr(f->err, "create"))
         fail_msg("stderr: %s", f->err);

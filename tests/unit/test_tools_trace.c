@@ -1,7 +1,7 @@
 /* tools/trace: husk-trace's commands through trace_main, each in a child
  * process (a fatal error exits it): this binary re-executed as
- * "husk-trace", with its stdout and stderr in files: usage errors, recordings made here (show, filters, JSON, stats,
- * corrupt files), a live bus (watch, record, stats, inject, sandbox and
+ * "husk-trace", with its stdout and stderr in files: usage errors, recordings made here (show,
+ * filters, JSON, stats, corrupt files), a live bus (watch, record, stats, inject, sandbox and
  * container lookup) and replays of a real runtime actor (the same
  * sequence, divergences). */
 #include <errno.h>
@@ -21,6 +21,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "test_files.h"
+#include "common/clock.h"
 #include <msgpack.h>
 #include <msgpack/fbuffer.h>
 
@@ -44,30 +47,6 @@ struct run {
     char *out, *err;
     char out_path[128], err_path[128];
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return strdup("");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
 
 /* Starts husk-trace ARGS... (NULL-terminated) in a child. */
 static void trace_spawn(struct fx *f, struct run *r, ...)
@@ -110,18 +89,18 @@ static void trace_spawn(struct fx *f, struct run *r, ...)
 /* Waits for the child (killed after the deadline) and reads its output. */
 static void trace_wait(struct run *r)
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     int status = 0;
     pid_t w;
-    while ((w = waitpid(r->pid, &status, WNOHANG)) == 0 && now_ms() < dl)
+    while ((w = waitpid(r->pid, &status, WNOHANG)) == 0 && clock_mono_ms() < dl)
         usleep(2000);
     if (w == 0) {
         kill(r->pid, SIGKILL);
         waitpid(r->pid, &status, 0);
     }
     r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r->out = slurp(r->out_path);
-    r->err = slurp(r->err_path);
+    r->out = test_slurp(r->out_path);
+    r->err = test_slurp(r->err_path);
     unlink(r->out_path);
     unlink(r->err_path);
 }
@@ -132,8 +111,8 @@ static bool trace_exited(struct run *r)
     pid_t w = waitpid(r->pid, &status, WNOHANG);
     if (w == r->pid) {
         r->rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        r->out = slurp(r->out_path);
-        r->err = slurp(r->err_path);
+        r->out = test_slurp(r->out_path);
+        r->err = test_slurp(r->err_path);
         unlink(r->out_path);
         unlink(r->err_path);
         return true;
@@ -223,8 +202,8 @@ static void rec_open(struct recw *w, const char *path, const char *sandbox)
     }
 }
 
-static void rec_raw(struct recw *w, uint64_t ts, const char *type, const char *from,
-                    const char *to, const char *note, const void *env, size_t len)
+static void rec_raw(struct recw *w, uint64_t ts, const char *type, const char *from, const char *to,
+                    const char *note, const void *env, size_t len)
 {
     msgpack_pack_array(&w->pk, 6);
     msgpack_pack_uint64(&w->pk, ts);
@@ -513,10 +492,10 @@ static void live_stop(struct live *l)
 /* Sends rt.kill alpha -> beta (beta drains) until the child exits. */
 static void feed_until_exit(struct live *l, struct run *r)
 {
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     err_t err = ERR_INIT;
     while (!trace_exited(r)) {
-        if (now_ms() > dl) {
+        if (clock_mono_ms() > dl) {
             kill(r->pid, SIGKILL);
             trace_wait(r);
             fail_msg("husk-trace did not end: %s %s", r->out, r->err);
@@ -543,8 +522,8 @@ static void test_trace_watch_record_stats_live(void **state)
     assert_int_equal(count_lines(r.out), 3);
     run_free(&r);
     /* by container id, JSON, filtered */
-    trace_spawn(f, &r, "watch", "ctr-live", "--root", l.root, "--json", "--container",
-                "ctr-live", "--count", "2", NULL);
+    trace_spawn(f, &r, "watch", "ctr-live", "--root", l.root, "--json", "--container", "ctr-live",
+                "--count", "2", NULL);
     feed_until_exit(&l, &r);
     expect(&r, 0, "\"from\":\"alpha\"", NULL);
     assert_int_equal(count_lines(r.out), 2);
@@ -591,7 +570,8 @@ static void test_trace_inject_live(void **state)
     struct live l;
     live_start(f, &l);
     struct run r;
-    TRACE(f, &r, "--root", l.root, "inject", "sb-live", "drop type=rt.kill count=2;delay:5 to=beta");
+    TRACE(f, &r, "--root", l.root, "inject", "sb-live",
+          "drop type=rt.kill count=2;delay:5 to=beta");
     expect(&r, 0, "drop type=rt.kill from=* to=* count=2\thits=0", NULL);
     assert_int_equal(count_lines(r.out), 2);
     run_free(&r);
@@ -687,14 +667,14 @@ static void record_runtime_session(struct fx *f, const char *rec)
     assert_int_equal(bus_client_new(bus_ipc_endpoint(bus), "sink", &w2, &err), 0);
     struct run r;
     trace_spawn(f, &r, "--root", root, "record", "sb-rp", rec, NULL);
-    int64_t dl = now_ms() + DEADLINE_MS;
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
     while (count_records(rec, 2, "warm") == 0) {
         msg_t *m = idmsg(MSG_RT_KILL, "warmup"), *in = NULL;
         assert_int_equal(bus_client_send(w1, "sink", &m, &err), 0);
         if (bus_client_recv(w2, 20, &in, &err) == 0)
             msg_destroy(&in);
         err_clear(&err);
-        assert_true(now_ms() < dl);
+        assert_true(clock_mono_ms() < dl);
     }
     /* the session proper: two requests the runtime answers alone */
     msg_t *m = idmsg(MSG_RT_PS, "nope"), *rep = NULL;
@@ -705,7 +685,7 @@ static void record_runtime_session(struct fx *f, const char *rec)
     err_clear(&err);
     /* both answers are in the recording before it stops */
     while (count_records(rec, 2, "runtime") < 2) {
-        assert_true(now_ms() < dl);
+        assert_true(clock_mono_ms() < dl);
         usleep(5000);
     }
     bus_client_destroy(&w1);
@@ -799,15 +779,13 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_trace_usage_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_trace_bad_files, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_trace_show_prints_every_record, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_show_prints_every_record, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_trace_stats_of_a_file, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_trace_watch_record_stats_live, fx_setup,
-                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_watch_record_stats_live, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_trace_lookup_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_trace_inject_live, fx_setup, fx_teardown),
-        cmocka_unit_test_setup_teardown(test_trace_replay_of_a_real_session_is_the_same,
-                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_replay_of_a_real_session_is_the_same, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_trace_replay_reports_divergence, fx_setup,
                                         fx_teardown),
     };
