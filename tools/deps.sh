@@ -9,7 +9,7 @@ pkgs=(
   qemu-system-x86 busybox-static cpio kmod xz-utils zstd binutils
   gcovr clang libclang-rt-14-dev valgrind iproute2 procps util-linux
   containerd umoci skopeo podman conmon runc crun tmux hyperfine
-  containernetworking-plugins iperf3
+  containernetworking-plugins iperf3 netavark iptables
 )
 missing=()
 for p in "${pkgs[@]}"; do
