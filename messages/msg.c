@@ -632,6 +632,8 @@ int msg_decode(const void *buf, size_t len, msg_t **out, err_t *err)
                 rc = bad(err, "", "status", "expected string", &r);
             else if (sn > MSG_ITEM_MAX)
                 rc = err_make(err, EMSGSIZE, "status: text longer than %d bytes", MSG_ITEM_MAX);
+            else if (status_text) /* found by the fuzzer: the first copy leaked */
+                rc = err_make(err, EBADMSG, "status: given twice");
             else if (!(status_text = dup_checked(s, sn)) && sn)
                 rc = err_make(err, EBADMSG, "status: contains a NUL byte");
         } else if (key_is(k, kn, "body")) {

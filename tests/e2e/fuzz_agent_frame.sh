@@ -43,7 +43,7 @@ fi
 mkdir -p "$W/corpus"
 printf '\x05\x00\x00\x00\x01\x80' >"$W/corpus/empty-map"
 printf '\x01\xff\xff\xff\xff' >"$W/corpus/huge"
-"$BIN" -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
+"$BIN" -max_total_time="$SECS" -max_len=8192 -timeout=10 -rss_limit_mb=1024 -artifact_prefix="$W/" \
     -print_final_stats=1 "$W/corpus" >"$W/run.log" 2>&1 &
 FPID=$!
 wait "$FPID"
@@ -55,8 +55,11 @@ if [ $rc -eq 0 ]; then
     echo "# ${runs:-?} inputs executed"
 else
     echo "not ok - fuzz the agent frame reader and envelope decoder for ${SECS}s"
-    grep -E 'ERROR|SUMMARY|#0|#1|#2|#3' "$W/run.log" | head -30 | sed 's/^/#   /'
+    # the fuzzer's own words, not its progress lines (#N NEW/REDUCE ...)
+    echo "# fuzzer exit status $rc; its last words:"
+    grep -vE '^#[0-9]+[[:space:]]' "$W/run.log" | tail -30 | sed 's/^/#   /'
     mkdir -p "$ROOT/$B/fuzz"
-    cp "$W"/crash-* "$ROOT/$B/fuzz/" 2>/dev/null && echo "# crash inputs saved in $B/fuzz/"
+    cp "$W"/crash-* "$W"/timeout-* "$W"/oom-* "$W"/slow-unit-* "$ROOT/$B/fuzz/" 2>/dev/null &&
+        echo "# failing inputs saved in $B/fuzz/"
     exit 1
 fi

@@ -423,6 +423,12 @@ static void test_msg_decode_envelope_errors_are_named(void **s)
     const uint8_t nobody[] = {0x82, 0xa1, 'v', 0x01, 0xa4, 't', 'y', 'p', 'e',
                               0xa8, 'b',  'u', 's',  '.',  'p', 'i', 'n', 'g'};
     expect_error(nobody, sizeof nobody, "body: missing");
+    /* a status given twice (the fuzzer's leak: the first copy was lost) */
+    const uint8_t twice[] = {0x84, 0xa1, 'v',  0x01, 0xa6, 's', 't', 'a', 't', 'u', 's',
+                             0xa0, 0xa6, 's',  't',  'a',  't', 'u', 's', 0xa1, 'x', 0xa4,
+                             't',  'y',  'p',  'e',  0xa8, 'b', 'u', 's', '.',  'p', 'i',
+                             'n',  'g'};
+    expect_error(twice, sizeof twice, "status: given twice");
 }
 
 static void test_msg_unknown_fields_skipped_missing_fields_defaulted(void **s)
