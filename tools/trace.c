@@ -340,6 +340,28 @@ static void copy_frame(zmq_msg_t *f, char *dst, size_t cap)
     dst[n] = 0;
 }
 
+/* One tap message, [type][from][to][envelope][note]: its first five
+ * parts into parts (the caller closes them), extra parts dropped; returns
+ * how many were kept. */
+static int recv_tap_parts(void *sock, zmq_msg_t parts[5])
+{
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&f);
+            break;
+        }
+        more = zmq_msg_more(&f);
+        if (n < 5)
+            parts[n++] = f;
+        else
+            zmq_msg_close(&f);
+    }
+    return n;
+}
+
 static void live(const char *id)
 {
     char *dir = sandbox_dir(id);
@@ -368,20 +390,7 @@ static void live(const char *id)
         if (zmq_poll(&it, 1, 100) <= 0)
             continue;
         zmq_msg_t parts[5];
-        int n = 0, more = 1;
-        while (more) {
-            zmq_msg_t f;
-            zmq_msg_init(&f);
-            if (zmq_msg_recv(&f, sub, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&f);
-                break;
-            }
-            more = zmq_msg_more(&f);
-            if (n < 5)
-                parts[n++] = f;
-            else
-                zmq_msg_close(&f);
-        }
+        int n = recv_tap_parts(sub, parts);
         if (n == 5) {
             struct rec r;
             struct timespec rt;
@@ -684,20 +693,7 @@ static int next_output(void *tap, int wait_ms, struct rec *out, zmq_msg_t *env)
         if (zmq_poll(&it, 1, left) <= 0)
             continue;
         zmq_msg_t parts[5];
-        int n = 0, more = 1;
-        while (more) {
-            zmq_msg_t f;
-            zmq_msg_init(&f);
-            if (zmq_msg_recv(&f, tap, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&f);
-                break;
-            }
-            more = zmq_msg_more(&f);
-            if (n < 5)
-                parts[n++] = f;
-            else
-                zmq_msg_close(&f);
-        }
+        int n = recv_tap_parts(tap, parts);
         bool got = false;
         if (n == 5) {
             copy_frame(&parts[0], out->type, sizeof out->type);
