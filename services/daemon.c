@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "actors/client.h"
-#include "actors/hypervisor_actor.h"
-#include "actors/runtime_actor.h"
+#include "hypervisors/hypervisor_actor.h"
+#include "runtimes/runtime_actor.h"
 #include "agent/agent_actor.h"
 #include "bus/bus.h"
 #include "common/config.h"

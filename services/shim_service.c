@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "actors/runtime_actor.h"
+#include "runtimes/runtime_actor.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "messages/msg.h"

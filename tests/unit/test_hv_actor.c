@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "actors/client.h"
-#include "actors/hypervisor_actor.h"
+#include "hypervisors/hypervisor_actor.h"
 #include "bus/bus.h"
 #include "common/log.h"
 

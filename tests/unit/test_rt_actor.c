@@ -27,8 +27,8 @@
 #include <sys/wait.h>
 
 #include "actors/client.h"
-#include "actors/hypervisor_actor.h"
-#include "actors/runtime_actor.h"
+#include "hypervisors/hypervisor_actor.h"
+#include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
 #include "common/log.h"
 #include "persist/store.h"

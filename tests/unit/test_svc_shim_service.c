@@ -20,8 +20,8 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "actors/hypervisor_actor.h"
-#include "actors/runtime_actor.h"
+#include "hypervisors/hypervisor_actor.h"
+#include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
 #include "common/log.h"
 #include "services/proto/containerd/task/v2/shim.pb-c.h"

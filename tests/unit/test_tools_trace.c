@@ -28,7 +28,7 @@
 #include <msgpack/fbuffer.h>
 
 #include "actors/client.h"
-#include "actors/runtime_actor.h"
+#include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
 #include "common/config.h"
 #include "common/log.h"

@@ -1,6 +1,6 @@
 /* The hypervisor actor shell: decode hv.* messages, call hypervisors/,
  * encode replies and events.  No VM logic lives here. */
-#include "actors/hypervisor_actor.h"
+#include "hypervisors/hypervisor_actor.h"
 
 #include <errno.h>
 #include <stdio.h>

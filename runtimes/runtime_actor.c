@@ -2,7 +2,7 @@
  * messages.  Every step that involves another actor is a request with a
  * deadline whose reply continues the operation (struct op carries it). */
 #include "common/clock.h"
-#include "actors/runtime_actor.h"
+#include "runtimes/runtime_actor.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "actors/hypervisor_actor.h"
+#include "hypervisors/hypervisor_actor.h"
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/store.h"
