@@ -7,7 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 
 #include "services/proto/containerd/task/v2/shim.pb-c.h"
 #include "services/proto/containerd/types/task/task.pb-c.h"
@@ -277,26 +276,6 @@ int svc_shim_delete_response(uint32_t pid, uint32_t exit_status, uint8_t **buf, 
     r.exit_status = exit_status;
     r.exited_at = &ts;
     return svc_ttrpc_pack(&r.base, buf, len, err);
-}
-
-int svc_shim_spec_for_guest(const char *json, size_t len, char **out, err_t *err)
-{
-    json_error_t je;
-    json_t *j = json_loadb(json, len, 0, &je);
-    if (!j)
-        return err_make(err, EINVAL, "config.json: %s (line %d)", je.text, je.line);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return err_make(err, EINVAL, "config.json: not an object");
-    }
-    json_t *res = json_object_get(json_object_get(j, "linux"), "resources");
-    if (json_is_object(res))
-        json_object_del(res, "devices");
-    *out = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (!*out)
-        abort();
-    return 0;
 }
 
 /* ---- event ordering ---------------------------------------------------------------- */

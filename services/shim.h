@@ -92,11 +92,6 @@ int svc_shim_status_of(const char *state);
 int svc_shim_delete_response(uint32_t pid, uint32_t exit_status, uint8_t **buf, size_t *len,
                              err_t *err);
 
-/* The bundle's config.json as the shim hands it to the runtime: the host
- * device cgroup rules (linux.resources.devices) are dropped, as kata's
- * constrainGRPCSpec does: they name host devices, and the guest is the
- * boundary.  Caller owns *out (free()). */
-int svc_shim_spec_for_guest(const char *json, size_t len, char **out, err_t *err);
 
 /* ---- event ordering ------------------------------------------------------
  * containerd's order per process (runtime/v2/README.md): create -> start ->

@@ -132,6 +132,13 @@ run_d_restart() {
     rc=$?
     [ "$out" = exec-ok ] && [ $rc -eq 5 ] && ok "$BE: task exec: output and exit status 5" ||
         notok "$BE: task exec: output and exit status 5" "rc=$rc $out"
+    # containerd's spec denies every device but runc's defaults
+    # (linux.resources.devices): the guest applies it to the container
+    out=$(ctr_ task exec --fifo-dir "$T/fifo" --exec-id e0 $id sh -c \
+        'mknod /dev/kmsg-$$ c 1 11 && echo husk-e2e >/dev/kmsg-$$; rm -f /dev/kmsg-$$; echo x >/dev/null && echo null-ok' </dev/null 2>&1)
+    echo "$out" | grep -q "Operation not permitted" && echo "$out" | grep -q "^null-ok$" &&
+        ok "$BE: device rules: c 1:11 refused, /dev/null allowed" ||
+        notok "$BE: device rules: c 1:11 refused, /dev/null allowed" "$out"
     if [ "$BE" = local ]; then
         out=$(ctr_ task ps $id 2>&1)
         [ "$(echo "$out" | tail -n +2 | grep -cE '^[0-9]+')" -ge 1 ] && ok "$BE: task ps" || notok "$BE: task ps" "$out"

@@ -325,28 +325,8 @@ static void test_svc_shim_order_exec_and_unstarted_delete(void **state)
     assert_false(svc_shim_order_may(&i, false, SVC_SHIM_EV_N));
 }
 
-/* ---- the spec for the runtime, mount options ----------------------------------------------------
+/* ---- mount options ------------------------------------------------------------------------------
  */
-
-static void test_svc_shim_spec_for_guest_drops_device_rules_only(void **state)
-{
-    const char *in =
-        "{\"ociVersion\":\"1.0.2\",\"linux\":{\"resources\":{\"devices\":[{\"allow\":"
-        "false,\"access\":\"rwm\"}],\"cpu\":{\"shares\":1024}},\"cgroupsPath\":\"/t/c\"}}";
-    char *out = NULL;
-    err_t err = ERR_INIT;
-    assert_int_equal(svc_shim_spec_for_guest(in, strlen(in), &out, &err), 0);
-    assert_null(strstr(out, "devices"));
-    assert_non_null(strstr(out, "\"shares\":1024"));
-    assert_non_null(strstr(out, "\"cgroupsPath\":\"/t/c\""));
-    free(out);
-    assert_int_equal(svc_shim_spec_for_guest("{\"ociVersion\":\"1\"}", 18, &out, &err), 0);
-    free(out);
-    assert_int_equal(svc_shim_spec_for_guest("{nope", 5, &out, &err), -EINVAL);
-    err_clear(&err);
-    assert_int_equal(svc_shim_spec_for_guest("[1]", 3, &out, &err), -EINVAL);
-    err_clear(&err);
-}
 
 static void test_svc_shim_mount_options_split(void **state)
 {
@@ -385,7 +365,6 @@ int main(void)
         cmocka_unit_test(test_svc_shim_order_init_lifecycle),
         cmocka_unit_test(test_svc_shim_order_exit_before_start_is_held),
         cmocka_unit_test(test_svc_shim_order_exec_and_unstarted_delete),
-        cmocka_unit_test(test_svc_shim_spec_for_guest_drops_device_rules_only),
         cmocka_unit_test(test_svc_shim_mount_options_split),
     };
     return cmocka_run_group_tests_name("svc_shim", tests, NULL, NULL);
