@@ -22,6 +22,7 @@
 #include "runtimes/runtime_actor.h"
 #include "agent/agent_actor.h"
 #include "bus/bus.h"
+#include "common/clock.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -53,26 +54,26 @@ static char *agent_binary_for(const char *exe)
     return path;
 }
 
-/* Asks the runtime to shut the sandbox down (VM, resources, state); false
- * when it did not answer: the caller then leaves at once (the hypervisor
- * actor's fini kills the VM) instead of waiting for a done that never
- * comes. */
-static bool request_shutdown(bus_t *bus)
+/* Asks the runtime to shut the sandbox down (VM, resources, state)
+ * without waiting for its answer: the daemon's loop keeps watching for a
+ * second signal and for the runtime's done, up to SHUTDOWN_TIMEOUT_MS.
+ * False when the request could not be sent: the caller then leaves at
+ * once (the hypervisor actor's fini kills the VM).  *client stays open
+ * until the daemon leaves, so that the request is not dropped with it. */
+static bool request_shutdown(bus_t *bus, bus_client_t **client)
 {
-    bus_client_t *c = NULL;
     err_t err = ERR_INIT;
-    if (bus_client_new(bus_ipc_endpoint(bus), "daemon-signal", &c, &err) < 0) {
+    if (bus_client_new(bus_ipc_endpoint(bus), "daemon-signal", client, &err) < 0) {
         log_error("shutdown: %s", err_str(&err));
         err_clear(&err);
         return false;
     }
-    msg_t *m = msg_new(MSG_RT_SHUTDOWN), *reply = NULL;
-    bool ok = bus_client_call(c, RT_ACTOR_NAME, &m, SHUTDOWN_TIMEOUT_MS, &reply, &err) == 0;
+    msg_t *m = msg_new(MSG_RT_SHUTDOWN);
+    bool ok = bus_client_send(*client, RT_ACTOR_NAME, &m, &err) == 0;
     if (!ok)
         log_error("shutdown: %s; leaving without it", err_str(&err));
+    msg_destroy(&m);
     err_clear(&err);
-    msg_destroy(&reply);
-    bus_client_destroy(&c);
     return ok;
 }
 
@@ -134,6 +135,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
 
     cfg_t *cfg = NULL;
     bus_t *bus = NULL;
+    bus_client_t *sig_client = NULL; /* carries rt.shutdown after a signal */
     actor_t *hv = NULL, *rt = NULL, *fe = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
@@ -189,10 +191,21 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
 
     bool shutting = false;
     bool rt_done = false;
+    int64_t shutdown_deadline = 0;
     for (;;) {
         struct pollfd p[3] = {
             {rt_done ? -1 : done_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}, {fe_fd, POLLIN, 0}};
-        if (poll(p, 3, -1) < 0) {
+        int wait_ms = -1;
+        if (shutting) {
+            int64_t left = shutdown_deadline - clock_mono_ms();
+            if (left <= 0) {
+                log_error("shutdown: the runtime did not finish in %d s; leaving without it",
+                          SHUTDOWN_TIMEOUT_MS / 1000);
+                break;
+            }
+            wait_ms = (int)left;
+        }
+        if (poll(p, 3, wait_ms) < 0) {
             if (errno == EINTR)
                 continue;
             break;
@@ -212,7 +225,8 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
                 break; /* the sandbox is already gone */
             if (!shutting) {
                 shutting = true;
-                if (!request_shutdown(bus)) /* else the runtime signals done_fd */
+                shutdown_deadline = clock_mono_ms() + SHUTDOWN_TIMEOUT_MS + 2000;
+                if (!request_shutdown(bus, &sig_client)) /* else the runtime signals done_fd */
                     break;
             } else {
                 break; /* a second signal: leave now */
@@ -221,6 +235,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     }
     rc = 0;
 out:
+    bus_client_destroy(&sig_client);
     actor_stop(&fe, 5000);
     actor_stop(&rt, 5000);
     agent_actor_stop(&agent, 5000);

@@ -415,6 +415,42 @@ static void test_cli_daemon_run_detached_and_forced_delete(void **state)
     wait_daemon_gone(f);
 }
 
+/* SIGTERM to a sandbox daemon shuts the sandbox down in order: the
+ * container is killed, its proxy ends, the state directory goes. */
+static void test_cli_daemon_sigterm_shuts_the_sandbox_down(void **state)
+{
+    struct fx *f = *state;
+    if (!f)
+        skip();
+    write_config(f, "[\"sleep\",\"1000\"]");
+    char pidfile[128];
+    snprintf(pidfile, sizeof pidfile, "%s/ctr.pid", f->dir);
+    expect_rc(f, HUSK(f, "run", "-d", "--pid-file", pidfile, "--bundle", f->bundle, f->id), 0,
+              "run -d");
+    wait_status(f, f->id, "running");
+    pid_t proxy = read_pid(pidfile);
+    persist_store_t *st = NULL;
+    persist_sandbox_t *sb = NULL;
+    assert_int_equal(persist_store_open(f->root, &st, NULL), 0);
+    assert_int_equal(persist_sandbox_load(st, f->id, &sb, NULL), 0);
+    pid_t daemon = sb->daemon_pid;
+    uint64_t start = sb->daemon_start;
+    persist_sandbox_free(&sb);
+    persist_store_destroy(&st);
+    assert_true(daemon > 0);
+    assert_int_equal(kill(daemon, SIGTERM), 0);
+    int64_t dl = clock_mono_ms() + DEADLINE_MS;
+    while ((persist_pid_alive(daemon, start) || kill(proxy, 0) == 0) && clock_mono_ms() < dl)
+        usleep(20000);
+    assert_false(persist_pid_alive(daemon, start));
+    assert_int_equal(kill(proxy, 0), -1);
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", f->root, f->id);
+    assert_int_equal(access(p, F_OK), -1);
+    assert_int_not_equal(HUSK(f, "state", f->id), 0);
+    assert_non_null(strstr(f->err, "does not exist"));
+}
+
 int main(int argc, char **argv)
 {
     /* the daemon and the proxies are re-execs of this binary as "husk" */
@@ -423,6 +459,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cli_daemon_container_lifecycle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cli_daemon_run_detached_and_forced_delete, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_daemon_sigterm_shuts_the_sandbox_down, fx_setup,
                                         fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
