@@ -8,78 +8,10 @@
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-HUSK_BIN=$ROOT/$B/bin/husk
 RECV=$ROOT/$B/tests/helpers/console_recv
-
-if [ "$(id -u)" != 0 ]; then
-    echo "skip: needs root (namespaces, mounts, pivot_root)"
-    exit 77
-fi
-[ -x /bin/busybox ] || { echo "skip: busybox-static is not installed"; exit 77; }
-for t in "$B/bin/husk" "$B/bin/husk-agent" "$B/tests/helpers/console_recv"; do
-    [ -x "$ROOT/$t" ] || make -s -C "$ROOT" B="$B" "$t" >/dev/null 2>&1
-    [ -x "$ROOT/$t" ] || { echo "not ok - build $t"; exit 1; }
-done
-
-T=$(mktemp -d /tmp/husk-e2e-cli.XXXXXX)
-R=$T/root
+. "$ROOT/tests/helpers/cli_e2e.sh"
+cli_e2e_need cli "$B/bin/husk" "$B/bin/husk-agent" "$B/tests/helpers/console_recv"
 export HUSK_HYPERVISOR=local
-husk() { "$HUSK_BIN" --root "$R" "$@"; }
-cleanup() {
-    for d in "$R"/*/; do
-        [ -f "$d/sandbox.json" ] || continue
-        p=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$d/sandbox.json")
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
-    done
-    for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-
-BUN=$T/bundle
-mkdir -p "$BUN/rootfs"/{bin,proc,sys,dev,etc,tmp}
-cp /bin/busybox "$BUN/rootfs/bin/busybox"
-chroot "$BUN/rootfs" /bin/busybox --install -s /bin
-
-fail=0
-ok() { echo "ok - $1"; }
-notok() {
-    echo "not ok - $1"
-    fail=1
-    [ -f "$T/out" ] && sed 's/^/#   /' "$T/out" | head -20
-    [ -f "$T/err" ] && sed 's/^/#   err: /' "$T/err" | head -10
-}
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else notok "$name"; fi
-}
-has() { grep -qE -- "$1" "$T/out"; }
-err_has() { grep -qE -- "$1" "$T/err"; }
-
-# config ARGS_JSON [TERMINAL]: runc's default spec, adjusted for husk:
-# no device cgroup rules (no eBPF filter yet), no ambient caps (the agent
-# refuses ambient without inheritable), writable root
-config() {
-    rm -f "$BUN/config.json"
-    (cd "$BUN" && "$HUSK_BIN" spec)
-    python3 - "$BUN/config.json" "$1" "${2:-false}" <<'EOF'
-import json, sys
-p, args, term = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "true"
-c = json.load(open(p))
-c["process"]["args"] = args
-c["process"]["terminal"] = term
-del c["process"]["capabilities"]["ambient"]
-del c["linux"]["resources"]
-c["root"]["readonly"] = False
-json.dump(c, open(p, "w"), indent="\t")
-EOF
-}
-
-run() { # husk args...: stdout in $T/out, stderr in $T/err, status in RC
-    (cd "$BUN" && timeout 60 "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
 
 # ---- version, spec, features ---------------------------------------------------
 run --version

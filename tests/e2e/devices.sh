@@ -14,61 +14,10 @@
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-HUSK_BIN=$ROOT/$B/bin/husk
-
-if [ "$(id -u)" != 0 ]; then
-    echo "skip: needs root (namespaces, mounts, mknod)"
-    exit 77
-fi
-[ -x /bin/busybox ] || { echo "skip: busybox-static is not installed"; exit 77; }
-for t in "$B/bin/husk" "$B/bin/husk-agent"; do
-    [ -x "$ROOT/$t" ] || make -s -C "$ROOT" B="$B" "$t" >/dev/null 2>&1
-    [ -x "$ROOT/$t" ] || { echo "not ok - build $t"; exit 1; }
-done
-
-T=$(mktemp -d /tmp/husk-e2e-dev.XXXXXX)
-R=$T/root
+. "$ROOT/tests/helpers/cli_e2e.sh"
+cli_e2e_need dev "$B/bin/husk" "$B/bin/husk-agent"
 ID=dev$$
 export HUSK_HYPERVISOR=local
-husk() { "$HUSK_BIN" --root "$R" "$@"; }
-cleanup() {
-    # delete -f first: it also takes down what a VM sandbox mounted
-    for id in $(timeout 20 "$HUSK_BIN" --root "$R" list -q 2>/dev/null); do
-        timeout 30 "$HUSK_BIN" --root "$R" delete -f "$id" >/dev/null 2>&1
-    done
-    for d in "$R"/*/; do
-        [ -f "$d/sandbox.json" ] || continue
-        p=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$d/sandbox.json")
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
-    done
-    for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
-
-BUN=$T/bundle
-mkdir -p "$BUN/rootfs"/{bin,proc,sys,dev,etc,tmp}
-cp /bin/busybox "$BUN/rootfs/bin/busybox"
-chroot "$BUN/rootfs" /bin/busybox --install -s /bin
-
-fail=0
-ok() { echo "ok - $1"; }
-notok() {
-    echo "not ok - $1"
-    fail=1
-    sed 's/^/#   out: /' "$T/out" | head -10
-    sed 's/^/#   err: /' "$T/err" | head -10
-    for l in "$R"/*/daemon.log; do
-        [ -f "$l" ] && grep -v 'level=debug' "$l" | tail -12 | sed "s|^|#   daemon: |"
-    done
-}
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else notok "$name"; fi
-}
-has() { grep -qE -- "$1" "$T/out"; }
-err_has() { grep -qE -- "$1" "$T/err"; }
 
 # config SCRIPT DEVICES_JSON RULES_JSON: runc's default spec running sh -c
 # SCRIPT, with linux.devices and linux.resources.devices replaced (RULES
@@ -91,11 +40,6 @@ else:
     c["linux"]["resources"] = {"devices": rules}
 json.dump(c, open(p, "w"), indent="\t")
 EOF
-}
-
-run() { # husk args...: stdout in $T/out, stderr in $T/err, status in RC
-    (cd "$BUN" && timeout 60 "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
 }
 
 NODE='[{"path": "/dev/husk-k", "type": "c", "major": 1, "minor": 11, "fileMode": 438},

@@ -9,76 +9,12 @@
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-HUSK_BIN=$ROOT/$B/bin/husk
-
-if [ "$(id -u)" != 0 ]; then
-    echo "skip: needs root (namespaces, mounts)"
-    exit 77
-fi
-[ -x /bin/busybox ] || { echo "skip: busybox-static is not installed"; exit 77; }
-for t in "$B/bin/husk" "$B/bin/husk-agent"; do
-    [ -x "$ROOT/$t" ] || make -s -C "$ROOT" B="$B" "$t" >/dev/null 2>&1
-    [ -x "$ROOT/$t" ] || { echo "not ok - build $t"; exit 1; }
-done
-
-T=$(mktemp -d /tmp/husk-e2e-pf.XXXXXX)
-R=$T/root
+. "$ROOT/tests/helpers/cli_e2e.sh"
+cli_e2e_need pf "$B/bin/husk" "$B/bin/husk-agent"
 ID=pf$$
 export HUSK_HYPERVISOR=local
-cleanup() {
-    # delete -f first: it also takes down what a VM sandbox mounted
-    for id in $(timeout 20 "$HUSK_BIN" --root "$R" list -q 2>/dev/null); do
-        timeout 30 "$HUSK_BIN" --root "$R" delete -f "$id" >/dev/null 2>&1
-    done
-    for d in "$R"/*/; do
-        [ -f "$d/sandbox.json" ] || continue
-        p=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$d/sandbox.json")
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
-    done
-    for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$T"
-}
-trap cleanup EXIT INT TERM
+config '["sleep", "1000"]'
 
-BUN=$T/bundle
-mkdir -p "$BUN/rootfs"/{bin,proc,sys,dev,etc,tmp}
-cp /bin/busybox "$BUN/rootfs/bin/busybox"
-chroot "$BUN/rootfs" /bin/busybox --install -s /bin
-(cd "$BUN" && "$HUSK_BIN" spec)
-python3 - "$BUN/config.json" <<'EOF'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["process"]["args"] = ["sleep", "1000"]
-c["process"]["terminal"] = False
-del c["process"]["capabilities"]["ambient"]
-del c["linux"]["resources"]
-c["root"]["readonly"] = False
-json.dump(c, open(p, "w"), indent="\t")
-EOF
-
-fail=0
-ok() { echo "ok - $1"; }
-notok() {
-    echo "not ok - $1"
-    fail=1
-    sed 's/^/#   out: /' "$T/out" | head -10
-    sed 's/^/#   err: /' "$T/err" | head -10
-    for l in "$R"/*/daemon.log; do
-        [ -f "$l" ] && grep -v 'level=debug' "$l" | tail -12 | sed "s|^|#   daemon: |"
-    done
-}
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else notok "$name"; fi
-}
-has() { grep -qE -- "$1" "$T/out"; }
-err_has() { grep -qE -- "$1" "$T/err"; }
-run() { # husk args...: stdout in $T/out, stderr in $T/err, status in RC
-    (cd "$BUN" && timeout 60 "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
 status() { "$HUSK_BIN" --root "$R" state "$1" 2>/dev/null | sed -n 's/.*"status": "\([a-z]*\)".*/\1/p'; }
 on_disk() { sed -n 's/.*"state": *"\([a-z]*\)".*/\1/p' "$R/$1/$1/container.json" 2>/dev/null; }
 # until SECONDS CMD...: polls CMD every 0.1 s
