@@ -44,9 +44,10 @@ const char *fault_effect_target(enum fault_action a, const char *to)
     case FAULT_KILL:
         return to;
     case FAULT_KILL_VMM:
-    case FAULT_ENOSPC:
-    case FAULT_EIO:
         return "runtime";
+    case FAULT_ENOSPC: /* the state writes are the persist actor's */
+    case FAULT_EIO:
+        return "persist";
     case FAULT_AGENT_EXIT:
     case FAULT_AGENT_HANG:
         return "agent";

@@ -58,7 +58,7 @@
  * facility that does nothing unless a fault rule was set.  action:
  *   kill        any actor: its thread ends at once, without a goodbye
  *   kill-vmm    runtime: SIGKILL of the VMM (qemu, or the local agent process)
- *   enospc, eio runtime: its next `count` state writes fail with that errno
+ *   enospc, eio persist: its next `count` state writes fail with that errno
  *   agent-exit, agent-hang  agent actor -> husk-agent: exits / stops answering
  * Answered by agent.ok (or not at all: kill, agent-exit, agent-hang). */
 #define MSG_FIELDS_fault_inject(F, S) F(S, STR, action, MSG_SMALL) F(S, U64, count, 0)
@@ -377,6 +377,48 @@
     M(HV_EXITED, hv_exited, "hv.exited")                                                           \
     M(AGENT_CONNECT, agent_connect, "agent.connect")
 
+/* ---- persist: the persist actor ("persist", persist/persist_actor.h) ----
+ * Owns the daemon's state files (persist/store.h).  Records travel as the
+ * text of the file they become (schema-versioned JSON, docs/state.md) and
+ * are validated on receipt as a file is on load.  Writes happen in the
+ * order received.  A save or remove is answered persist.saved once it is
+ * on disk; a failure is persist.error (envelope status: errno and text).
+ * A save that fails after the immediate retries is kept (the newest record
+ * per file) and rewritten in the background: pending says so. */
+#define PERSIST_RECORD_MAX (1024 * 1024)
+#define PERSIST_LOADED_MAX (4 * 1024 * 1024)
+/* record: sandbox.json text whose id is sandbox_id. */
+#define MSG_FIELDS_persist_save_sandbox(F, S)                                                      \
+    F(S, STR, sandbox_id, RT_ID_MAX) F(S, JSON, record, PERSIST_RECORD_MAX)
+/* record: container.json text whose id and sandbox_id are these. */
+#define MSG_FIELDS_persist_save_container(F, S)                                                    \
+    F(S, STR, sandbox_id, RT_ID_MAX) F(S, STR, id, RT_ID_MAX) F(S, JSON, record, PERSIST_RECORD_MAX)
+/* A missing container or sandbox is not an error. */
+#define MSG_FIELDS_persist_remove_container(F, S)                                                  \
+    F(S, STR, sandbox_id, RT_ID_MAX) F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_persist_remove_sandbox(F, S) F(S, STR, sandbox_id, RT_ID_MAX)
+/* -> persist.loaded: the sandbox record and its containers' (a JSON array
+ * of container records, the sandbox's creation order first). */
+#define MSG_FIELDS_persist_load(F, S) F(S, STR, sandbox_id, RT_ID_MAX)
+#define MSG_FIELDS_persist_loaded(F, S)                                                            \
+    F(S, STR, sandbox_id, RT_ID_MAX)                                                               \
+    F(S, JSON, sandbox, PERSIST_RECORD_MAX)                                                        \
+    F(S, JSON, containers, PERSIST_LOADED_MAX)
+/* id: the container, "" for the sandbox record. */
+#define MSG_FIELDS_persist_saved(F, S) F(S, STR, sandbox_id, RT_ID_MAX) F(S, STR, id, RT_ID_MAX)
+#define MSG_FIELDS_persist_error(F, S)                                                             \
+    F(S, STR, sandbox_id, RT_ID_MAX) F(S, STR, id, RT_ID_MAX) F(S, BOOL, pending, 0)
+
+#define MSG_CATALOG_PERSIST(M)                                                                     \
+    M(PERSIST_SAVE_SANDBOX, persist_save_sandbox, "persist.save_sandbox")                          \
+    M(PERSIST_SAVE_CONTAINER, persist_save_container, "persist.save_container")                    \
+    M(PERSIST_REMOVE_CONTAINER, persist_remove_container, "persist.remove_container")              \
+    M(PERSIST_REMOVE_SANDBOX, persist_remove_sandbox, "persist.remove_sandbox")                    \
+    M(PERSIST_LOAD, persist_load, "persist.load")                                                  \
+    M(PERSIST_LOADED, persist_loaded, "persist.loaded")                                            \
+    M(PERSIST_SAVED, persist_saved, "persist.saved")                                               \
+    M(PERSIST_ERROR, persist_error, "persist.error")
+
 /* M(SYM, sym, "wire.name") */
 #define MSG_CATALOG(M)                                                                             \
     M(BUS_ERROR, bus_error, "bus.error")                                                           \
@@ -435,6 +477,7 @@
     M(AGENT_LIST_ROUTES, agent_list_routes, "agent.list_routes")                                   \
     M(AGENT_ROUTES, agent_routes, "agent.routes")                                                  \
     MSG_CATALOG_RT_HV(M)                                                                           \
+    MSG_CATALOG_PERSIST(M)                                                                         \
     M(FAULT_INJECT, fault_inject, "fault.inject")                                                  \
     M(TEST_ALL, test_all, "test.all")
 

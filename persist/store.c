@@ -630,6 +630,48 @@ static int rd_time(rd_t *c, json_t *o, const char *key, bool required, char **ou
     return 0;
 }
 
+/* The schema of a state document: present, an integer, known. */
+static int check_schema(const char *origin, json_t *doc, err_t *err)
+{
+    if (!json_is_object(doc))
+        return err_make(err, EBADMSG, "%s: expected a JSON object", origin);
+    json_t *schema = json_object_get(doc, "schema");
+    if (!schema)
+        return err_make(err, EBADMSG, "%s: field `schema`: missing", origin);
+    if (!json_is_integer(schema))
+        return err_make(err, EBADMSG, "%s: field `schema`: expected integer", origin);
+    if (json_integer_value(schema) > PERSIST_SCHEMA)
+        return err_make(err, EPROTONOSUPPORT,
+                        "%s: schema %lld is newer than this husk supports (%d): written by a "
+                        "newer husk",
+                        origin, (long long)json_integer_value(schema), PERSIST_SCHEMA);
+    if (json_integer_value(schema) < 1)
+        return err_make(err, EBADMSG, "%s: field `schema`: out of range", origin);
+    return 0;
+}
+
+/* Parses a state document (a file's content or a record received as
+ * text); origin names it in errors. */
+static int parse_doc(const char *origin, const char *buf, size_t len, json_t **out, err_t *err)
+{
+    if (len == 0)
+        return err_make(err, EBADMSG, "%s: empty file", origin);
+    if (len > PERSIST_MAX_FILE)
+        return err_make(err, EBADMSG, "%s: too large (%zu bytes)", origin, len);
+    json_error_t je;
+    json_t *doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    if (!doc)
+        return err_make(err, EBADMSG, "%s: invalid JSON at line %d column %d: %s", origin, je.line,
+                        je.column, je.text);
+    int r = check_schema(origin, doc, err);
+    if (r < 0) {
+        json_decref(doc);
+        return r;
+    }
+    *out = doc;
+    return 0;
+}
+
 /* Reads a state file: size-capped, regular, parsed, an object, schema ok.
  * -ENOENT when missing. */
 static int load_doc(const char *path, json_t **out, err_t *err)
@@ -662,36 +704,7 @@ static int load_doc(const char *path, json_t **out, err_t *err)
         if (len > (size_t)st.st_size)
             return err_make(err, EBADMSG, "%s: grew while being read", path);
     }
-    if (len == 0)
-        return err_make(err, EBADMSG, "%s: empty file", path);
-    json_error_t je;
-    json_t *doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
-    if (!doc)
-        return err_make(err, EBADMSG, "%s: invalid JSON at line %d column %d: %s", path, je.line,
-                        je.column, je.text);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return err_make(err, EBADMSG, "%s: expected a JSON object", path);
-    }
-    json_t *schema = json_object_get(doc, "schema");
-    int r = 0;
-    if (!schema)
-        r = err_make(err, EBADMSG, "%s: field `schema`: missing", path);
-    else if (!json_is_integer(schema))
-        r = err_make(err, EBADMSG, "%s: field `schema`: expected integer", path);
-    else if (json_integer_value(schema) > PERSIST_SCHEMA)
-        r = err_make(err, EPROTONOSUPPORT,
-                     "%s: schema %lld is newer than this husk supports (%d): written by a "
-                     "newer husk",
-                     path, (long long)json_integer_value(schema), PERSIST_SCHEMA);
-    else if (json_integer_value(schema) < 1)
-        r = err_make(err, EBADMSG, "%s: field `schema`: out of range", path);
-    if (r < 0) {
-        json_decref(doc);
-        return r;
-    }
-    *out = doc;
-    return 0;
+    return parse_doc(path, buf, len, out, err);
 }
 
 /* ---- sandboxes ---------------------------------------------------------- */
@@ -1321,4 +1334,146 @@ void persist_unlock(persist_lock_t **lock_p)
     free(l->path);
     free(l);
     *lock_p = NULL;
+}
+
+/* ---- records as text (the persist actor's messages) ---------------------- */
+
+static int to_text(json_t *o, const char *what, const char *id, const char *bad_field, char **out,
+                   err_t *err)
+{
+    if (bad_field)
+        return err_make(err, EINVAL, "%s `%s`: field `%s`: not valid UTF-8", what, id, bad_field);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        abort();
+    *out = text;
+    return 0;
+}
+
+int persist_sandbox_to_text(const persist_sandbox_t *sb, char **out, err_t *err)
+{
+    int r = check_sandbox(sb, err);
+    if (r < 0)
+        return r;
+    const char *bad_field = NULL;
+    _cleanup_json_ json_t *o = sandbox_to_json(sb, &bad_field);
+    return to_text(o, "sandbox", sb->id, bad_field, out, err);
+}
+
+int persist_container_to_text(const persist_container_t *c, char **out, err_t *err)
+{
+    int r = check_container(c, err);
+    if (r < 0)
+        return r;
+    const char *bad_field = NULL;
+    _cleanup_json_ json_t *o = container_to_json(c, &bad_field);
+    return to_text(o, "container", c->id, bad_field, out, err);
+}
+
+int persist_sandbox_from_text(const char *origin, const char *text, size_t len,
+                              const char *sandbox_id, persist_sandbox_t **out, err_t *err)
+{
+    int r = check_id("sandbox", sandbox_id, err);
+    if (r < 0)
+        return r;
+    _cleanup_json_ json_t *doc = NULL;
+    if ((r = parse_doc(origin, text, len, &doc, err)) < 0)
+        return r;
+    rd_t c = {origin, err};
+    persist_sandbox_t *sb = xcalloc(1, sizeof *sb);
+    if ((r = sandbox_from_json(&c, doc, sandbox_id, sb)) < 0 || (r = check_sandbox(sb, err)) < 0) {
+        persist_sandbox_free(&sb);
+        return r;
+    }
+    *out = sb;
+    return 0;
+}
+
+static int container_from_doc(const char *origin, json_t *doc, const char *sandbox_id,
+                              const char *container_id, persist_container_t **out, err_t *err)
+{
+    rd_t c = {origin, err};
+    persist_container_t *ct = xcalloc(1, sizeof *ct);
+    int r = container_from_json(&c, doc, sandbox_id, container_id, ct);
+    if (r < 0 || (r = check_container(ct, err)) < 0) {
+        persist_container_free(&ct);
+        return r;
+    }
+    *out = ct;
+    return 0;
+}
+
+int persist_container_from_text(const char *origin, const char *text, size_t len,
+                                const char *sandbox_id, const char *container_id,
+                                persist_container_t **out, err_t *err)
+{
+    int r = check_id("sandbox", sandbox_id, err);
+    if (r < 0 || (r = check_id("container", container_id, err)) < 0)
+        return r;
+    _cleanup_json_ json_t *doc = NULL;
+    if ((r = parse_doc(origin, text, len, &doc, err)) < 0)
+        return r;
+    return container_from_doc(origin, doc, sandbox_id, container_id, out, err);
+}
+
+int persist_containers_to_text(persist_container_t *const *cs, size_t n, char **out, err_t *err)
+{
+    _cleanup_json_ json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const char *bad_field = NULL;
+        json_t *o = container_to_json(cs[i], &bad_field);
+        if (bad_field) {
+            json_decref(o);
+            return err_make(err, EINVAL, "container `%s`: field `%s`: not valid UTF-8", cs[i]->id,
+                            bad_field);
+        }
+        json_array_append_new(a, o);
+    }
+    char *text = json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        abort();
+    *out = text;
+    return 0;
+}
+
+void persist_containers_free(persist_container_t **cs, size_t n)
+{
+    for (size_t i = 0; cs && i < n; i++)
+        persist_container_free(&cs[i]);
+    free(cs);
+}
+
+int persist_containers_from_text(const char *origin, const char *text, size_t len,
+                                 const char *sandbox_id, persist_container_t ***out,
+                                 size_t *n_out, err_t *err)
+{
+    json_error_t je;
+    _cleanup_json_ json_t *a =
+        len > PERSIST_MAX_FILE ? NULL : json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    if (!a)
+        return err_make(err, EBADMSG, "%s: %s", origin,
+                        len > PERSIST_MAX_FILE ? "too large" : je.text);
+    if (!json_is_array(a))
+        return err_make(err, EBADMSG, "%s: expected a JSON array of container records", origin);
+    size_t n = json_array_size(a);
+    if (n > MAX_ITEMS)
+        return err_make(err, EBADMSG, "%s: %zu records, at most %u", origin, n, MAX_ITEMS);
+    persist_container_t **cs = xcalloc(n + 1, sizeof *cs);
+    for (size_t i = 0; i < n; i++) {
+        json_t *doc = json_array_get(a, i);
+        _cleanup_free_ char *where = xasprintf("%s: record %zu", origin, i);
+        const char *id = json_string_value(json_object_get(doc, "id"));
+        int r = check_schema(where, doc, err);
+        if (r == 0 && !id)
+            r = err_make(err, EBADMSG, "%s: field `id`: missing or not a string", where);
+        if (r == 0 && (r = check_id("container", id, err)) == 0)
+            r = container_from_doc(where, doc, sandbox_id, id, &cs[i], err);
+        if (r < 0) {
+            persist_containers_free(cs, n);
+            return r;
+        }
+    }
+    *out = cs;
+    *n_out = n;
+    return 0;
 }

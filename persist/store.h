@@ -180,6 +180,34 @@ int persist_find_sandbox(const persist_store_t *store, const char *container_id,
 /* Frees a container record; accepts NULL and *NULL. */
 void persist_container_free(persist_container_t **c_p);
 
+/* ---- records as text ------------------------------------------------------
+ * The persist actor's messages (messages/catalog.h, persist.*) carry
+ * records as the text of their file (compact JSON, "schema" included).
+ * Pure functions: no store, no I/O. */
+
+/* The record's text; checked as a save checks it.  Caller owns *out
+ * (free()). */
+int persist_sandbox_to_text(const persist_sandbox_t *sb, char **out, err_t *err);
+int persist_container_to_text(const persist_container_t *c, char **out, err_t *err);
+
+/* Parses and validates a record received as text, as a file is on load;
+ * its ids must be the ones given.  origin names it in errors
+ * ("persist.save_container from runtime: field `state`: missing").  Caller
+ * owns *out (persist_sandbox_free / persist_container_free). */
+int persist_sandbox_from_text(const char *origin, const char *text, size_t len,
+                              const char *sandbox_id, persist_sandbox_t **out, err_t *err);
+int persist_container_from_text(const char *origin, const char *text, size_t len,
+                                const char *sandbox_id, const char *container_id,
+                                persist_container_t **out, err_t *err);
+
+/* A JSON array of container records (persist.loaded), and back.  The
+ * vector is owned by the caller (persist_containers_free). */
+int persist_containers_to_text(persist_container_t *const *cs, size_t n, char **out, err_t *err);
+int persist_containers_from_text(const char *origin, const char *text, size_t len,
+                                 const char *sandbox_id, persist_container_t ***out,
+                                 size_t *n_out, err_t *err);
+void persist_containers_free(persist_container_t **cs, size_t n);
+
 /* ---- locking ------------------------------------------------------------ */
 
 enum {

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "hypervisors/hypervisor_actor.h"
 #include "common/log.h"
 #include "oci/spec.h"
+#include "persist/persist_actor.h"
 #include "persist/store.h"
 #include "resources/cgroup_host.h"
 #include "resources/devices.h"
@@ -92,13 +94,12 @@ struct ctr {
     int64_t exit_status;
     uint64_t exited_at_ns;
     struct exited_exec *execs;
-    bool dirty; /* its record on disk is behind: the retry timer rewrites it */
+    bool stop_unsaved; /* `stopped` is being written: waits are answered after */
     struct ctr *next;
 };
 
 struct rt {
     const cfg_t *cfg;
-    persist_store_t *store;
     char root[PATH_MAX], dir[PATH_MAX];
     char sandbox_id[RT_ID_MAX + 1];
     int done_fd;
@@ -119,9 +120,6 @@ struct rt {
     actor_t *self;
     char netns[PATH_MAX]; /* the spec's network namespace path, "" if none */
     res_net_t *net;       /* VM: the namespace's interfaces and their taps */
-    bool sb_dirty;            /* sandbox.json is behind (a failed write) */
-    actor_timer_t *save_retry; /* rewrites dirty records; NULL when none is */
-    int save_retry_ms;         /* its current backoff */
 };
 
 struct op {
@@ -130,6 +128,14 @@ struct op {
     struct ctr *c;
     int step;
     char *errtext; /* a failure to report once cleanup is done */
+    /* a state write under way: what follows its answer */
+    void (*saved)(struct op *op, const err_t *why);
+    void (*then)(struct op *op, const err_t *why);
+    int before;    /* the container's state before the operation */
+    msg_t *next;   /* the request to send once the write is done */
+    char cid[RT_ID_MAX + 1]; /* an exit being written: whose, status, when */
+    int64_t status;
+    uint64_t at;
 };
 
 static struct op *op_new(struct rt *rt, msg_t **req, struct ctr *c)
@@ -149,12 +155,26 @@ static void op_free(struct op *op)
 {
     free(op->errtext);
     msg_destroy(&op->req);
+    msg_destroy(&op->next);
     free(op);
 }
 
-/* ---- state on disk ------------------------------------------------------- */
+static int request(struct rt *rt, const char *to, msg_t **m, int timeout_ms, actor_reply_fn cb,
+                   void *arg);
 
-static int write_sandbox(struct rt *rt, err_t *err)
+/* ---- state on disk: the persist actor's (persist/persist_actor.h) -------------
+ * Every record goes to the persist actor, which writes in the order sent.
+ * Where an operation depends on a write (a container's transition), it
+ * goes on when the write is answered, so that what the front end is told
+ * is on disk; other writes are sent and forgotten.  A write that fails is
+ * retried by the persist actor, then rewritten in the background; an
+ * operation whose own transition could not be written undoes it and fails
+ * (see undo_transition). */
+#define PERSIST_TIMEOUT_MS 10000
+
+typedef void (*saved_fn)(struct op *op, const err_t *why); /* why NULL: on disk */
+
+static msg_t *sandbox_record(struct rt *rt, err_t *err)
 {
     persist_sandbox_t sb = {0};
     sb.id = rt->sandbox_id;
@@ -182,13 +202,18 @@ static int write_sandbox(struct rt *rt, err_t *err)
     }
     sb.containers = ids;
     sb.n_containers = n;
-    int r = persist_sandbox_save(rt->store, &sb, err);
-    if (r == 0)
-        rt->sb_dirty = false;
-    return r;
+    char *text = NULL;
+    if (persist_sandbox_to_text(&sb, &text, err) < 0)
+        return NULL;
+    msg_t *m = msg_new(MSG_PERSIST_SAVE_SANDBOX);
+    msg_persist_save_sandbox_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    free(b->record);
+    b->record = text;
+    return m;
 }
 
-static int write_container(struct rt *rt, struct ctr *c, err_t *err)
+static msg_t *container_record(struct rt *rt, struct ctr *c, err_t *err)
 {
     persist_container_t pc = {0};
     pc.id = c->id;
@@ -217,93 +242,92 @@ static int write_container(struct rt *rt, struct ctr *c, err_t *err)
     }
     pc.annotations = kv;
     pc.n_annotations = n;
-    return persist_container_save(rt->store, &pc, err);
+    char *text = NULL;
+    if (persist_container_to_text(&pc, &text, err) < 0)
+        return NULL;
+    msg_t *m = msg_new(MSG_PERSIST_SAVE_CONTAINER);
+    msg_persist_save_container_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->id, c->id);
+    free(b->record);
+    b->record = text;
+    return m;
 }
 
-/* A state write that fails is tried SAVE_ATTEMPTS times at once (a
- * transient error costs nothing); when it still fails the record is marked
- * dirty and rewritten by a timer (backoff SAVE_RETRY_MS doubling to
- * SAVE_RETRY_MAX_MS) until it goes through: the state in memory is the
- * truth and the file catches up.  An operation whose own transition could
- * not be written undoes it and fails (see undo_transition). */
-#define SAVE_ATTEMPTS     3
-#define SAVE_RETRY_MS     100
-#define SAVE_RETRY_MAX_MS 5000
-
-static void on_save_retry(actor_t *a, void *arg);
-
-static void save_retry_arm(struct rt *rt)
+static void on_persisted(actor_t *a, msg_t **reply, void *arg)
 {
-    if (rt->save_retry)
-        return;
-    rt->save_retry_ms = rt->save_retry_ms ? rt->save_retry_ms : SAVE_RETRY_MS;
-    rt->save_retry = actor_timer(rt->self, rt->save_retry_ms, false, on_save_retry, rt);
-}
-
-static int save_container(struct rt *rt, struct ctr *c, err_t *err)
-{
-    int r = -EIO;
-    for (int i = 0; i < SAVE_ATTEMPTS; i++) {
-        err_clear(err);
-        if ((r = write_container(rt, c, err)) == 0) {
-            c->dirty = false;
-            return 0;
-        }
+    struct op *op = arg;
+    const msg_t *r = *reply;
+    err_t why = ERR_INIT;
+    if (r->status) {
+        err_make(&why, r->status, "%s", r->status_text ? r->status_text : "state write failed");
+        const msg_persist_error_t *pe = MSG_BODY(r, PERSIST_ERROR, persist_error);
+        if (!pe || !pe->pending) /* a pending write is the persist actor's to log */
+            log_warn("state: %s%s", err_str(&why), op && op->saved ? "" : ", ignoring");
     }
-    if (!c->dirty)
-        log_error("container %s: save state %s: %s (retrying in the background)", c->id,
-                  c_name(c->state), err_str(err));
-    c->dirty = true;
-    save_retry_arm(rt);
-    return r;
+    if (op && op->saved) {
+        saved_fn fn = op->saved;
+        op->saved = NULL;
+        fn(op, r->status ? &why : NULL);
+    }
+    err_clear(&why);
+}
+
+/* Sends a persist.* request; takes *m (NULL: building it failed, err
+ * says why).  With op, fn(op, why) runs once with its answer. */
+static void persist_send(struct rt *rt, msg_t *m, const err_t *built, struct op *op, saved_fn fn)
+{
+    err_t why = ERR_INIT;
+    if (!m)
+        err_make(&why, built && built->code ? built->code : EINVAL, "state record: %s",
+                 err_str(built));
+    else if (request(rt, PERSIST_ACTOR_NAME, &m, PERSIST_TIMEOUT_MS, on_persisted,
+                     fn ? op : NULL) == 0)
+        return;
+    else
+        err_make(&why, EIO, "cannot reach the persist actor");
+    if (fn)
+        fn(op, &why);
+    else
+        log_error("state: %s", err_str(&why));
+    err_clear(&why);
+}
+
+static void persist_then(struct rt *rt, msg_t *m, const err_t *built, struct op *op, saved_fn fn)
+{
+    if (op)
+        op->saved = fn;
+    persist_send(rt, m, built, op, fn);
+}
+
+/* sandbox.json; fn (may be NULL) runs with the answer. */
+static void save_sandbox_then(struct rt *rt, struct op *op, saved_fn fn)
+{
+    err_t err = ERR_INIT;
+    msg_t *m = sandbox_record(rt, &err);
+    persist_then(rt, m, &err, op, fn);
+    err_clear(&err);
 }
 
 static void save_sandbox(struct rt *rt)
 {
-    err_t err = ERR_INIT;
-    for (int i = 0; i < SAVE_ATTEMPTS; i++) {
-        err_clear(&err);
-        if (write_sandbox(rt, &err) == 0)
-            return;
-    }
-    if (!rt->sb_dirty)
-        log_error("save sandbox state: %s (retrying in the background)", err_str(&err));
-    err_clear(&err);
-    rt->sb_dirty = true;
-    save_retry_arm(rt);
+    save_sandbox_then(rt, NULL, NULL);
 }
 
-static void on_save_retry(actor_t *a, void *arg)
+static void save_container_then(struct rt *rt, struct ctr *c, struct op *op, saved_fn fn)
 {
-    struct rt *rt = arg;
-    rt->save_retry = NULL; /* a one-shot timer is released once it fired */
-    bool left = false;
     err_t err = ERR_INIT;
-    for (struct ctr *c = rt->ctrs; c; c = c->next) {
-        if (!c->dirty)
-            continue;
-        if (write_container(rt, c, &err) == 0) {
-            c->dirty = false;
-            log_info("container %s: state %s saved", c->id, c_name(c->state));
-        } else {
-            left = true;
-        }
-        err_clear(&err);
-    }
-    if (rt->sb_dirty) {
-        if (write_sandbox(rt, &err) == 0)
-            log_info("sandbox %s: state saved", rt->sandbox_id);
-        else
-            left = true;
-        err_clear(&err);
-    }
-    if (!left) {
-        rt->save_retry_ms = 0;
-        return;
-    }
-    rt->save_retry_ms =
-        rt->save_retry_ms * 2 > SAVE_RETRY_MAX_MS ? SAVE_RETRY_MAX_MS : rt->save_retry_ms * 2;
-    save_retry_arm(rt);
+    msg_t *m = container_record(rt, c, &err);
+    persist_then(rt, m, &err, op, fn);
+    err_clear(&err);
+}
+
+static void remove_container_state(struct rt *rt, const char *id, struct op *op, saved_fn fn)
+{
+    msg_t *m = msg_new(MSG_PERSIST_REMOVE_CONTAINER);
+    msg_set_str(&((msg_persist_remove_container_t *)m->body)->sandbox_id, rt->sandbox_id);
+    msg_set_str(&((msg_persist_remove_container_t *)m->body)->id, id);
+    persist_then(rt, m, NULL, op, fn);
 }
 
 /* ---- helpers --------------------------------------------------------------- */
@@ -396,18 +420,31 @@ static void publish_state(struct rt *rt, struct ctr *c)
     err_clear(&err);
 }
 
-/* Moves c to s in memory and on disk.  A failed write (after the retries
- * of save_container) returns < 0 with err set (err may be NULL): the caller
- * of an operation undoes it; otherwise the background retry repairs the
- * file. */
-static int set_state(struct rt *rt, struct ctr *c, rt_container_state_t s, err_t *err)
+/* Moves c to s in memory and on disk (the write is not waited for: a
+ * failed one is the persist actor's to repeat). */
+static void set_state(struct rt *rt, struct ctr *c, rt_container_state_t s)
 {
     c->state = s;
-    err_t e = ERR_INIT;
-    int r = save_container(rt, c, err ? err : &e);
-    err_clear(&e);
+    save_container_then(rt, c, NULL, NULL);
     publish_state(rt, c);
-    return r;
+}
+
+static void on_state_saved(struct op *op, const err_t *why)
+{
+    publish_state(op->rt, op->c);
+    saved_fn then = op->then;
+    op->then = NULL;
+    then(op, why);
+}
+
+/* Moves op->c to s in memory, then on disk; then(op, why) runs once the
+ * write is answered (why NULL: on disk).  A failed write makes the caller
+ * undo its operation; the persist actor rewrites the record meanwhile. */
+static void set_state_then(struct op *op, rt_container_state_t s, saved_fn then)
+{
+    op->c->state = s;
+    op->then = then;
+    save_container_then(op->rt, op->c, op, on_state_saved);
 }
 
 static int request(struct rt *rt, const char *to, msg_t **m, int timeout_ms, actor_reply_fn cb,
@@ -508,6 +545,20 @@ static char *amend_spec(const char *spec_json, const char *rootfs, bool vm, err_
 
 static void net_release(struct rt *rt);
 
+static void on_sandbox_state_removed(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    op_free(op);
+    if (why)
+        log_error("remove sandbox state: %s", err_str(why));
+    if (rt->shutdown_req) {
+        reply_ok(rt->self, rt->shutdown_req, rt->sandbox_id);
+        msg_destroy(&rt->shutdown_req);
+    }
+    log_info("sandbox %s shut down", rt->sandbox_id);
+    signal_done(rt);
+}
+
 static void finish_shutdown(struct rt *rt)
 {
     sb_move(rt, RT_SB_EV_STOPPED);
@@ -523,21 +574,11 @@ static void finish_shutdown(struct rt *rt)
         err_clear(&err);
     }
     res_cgroup_destroy(&rt->cgroup);
-    rt->sb_dirty = false;
-    for (struct ctr *c = rt->ctrs; c; c = c->next)
-        c->dirty = false;
-    if (rt->save_retry)
-        actor_timer_cancel(rt->self, &rt->save_retry);
-    if (persist_sandbox_remove(rt->store, rt->sandbox_id, &err) < 0) {
-        log_error("remove sandbox state: %s", err_str(&err));
-        err_clear(&err);
-    }
-    if (rt->shutdown_req) {
-        reply_ok(rt->self, rt->shutdown_req, rt->sandbox_id);
-        msg_destroy(&rt->shutdown_req);
-    }
-    log_info("sandbox %s shut down", rt->sandbox_id);
-    signal_done(rt);
+    /* the state goes last; the answer waits for it (the persist actor
+     * forgets the sandbox's unwritten records with it) */
+    msg_t *m = msg_new(MSG_PERSIST_REMOVE_SANDBOX);
+    msg_set_str(&((msg_persist_remove_sandbox_t *)m->body)->sandbox_id, rt->sandbox_id);
+    persist_then(rt, m, NULL, op_new(rt, NULL, NULL), on_sandbox_state_removed);
 }
 
 static void on_hv_stopped(actor_t *a, msg_t **reply, void *arg)
@@ -1288,23 +1329,49 @@ static void run_hooks(struct op *op, const enum oci_hook_kind *kinds, int n, con
 
 static void create_hooks_done(struct op *op, int result, err_t *err);
 
+/* The create failed (op->step: errno, op->errtext: why) and nothing of the
+ * container is left, on disk either: the caller learns of it now. */
+static void on_create_undone(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    actor_reply_error(rt->self, op->req, op->step ? op->step : EIO, "%s",
+                      op->errtext ? op->errtext : "create failed");
+    op_free(op);
+    if (!rt->ctrs)
+        shutdown_sandbox(rt, NULL);
+}
+
+/* Forgets a container whose create failed: share, memory, state. */
+static void create_undo(struct op *op, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void create_undo(struct op *op, int code, const char *fmt, ...)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    va_list ap;
+    va_start(ap, fmt);
+    free(op->errtext);
+    if (vasprintf(&op->errtext, fmt, ap) < 0)
+        abort();
+    va_end(ap);
+    op->step = code;
+    if (rt->vm)
+        res_share_remove_container(rt->dir, c->id, NULL);
+    unlink_ctr(rt, c);
+    remove_container_state(rt, c->id, NULL, NULL);
+    ctr_free(c);
+    op->c = NULL;
+    /* answered after the sandbox's list without it is written (and so
+     * after the removal, written before it) */
+    save_sandbox_then(rt, op, on_create_undone);
+}
+
 static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
-    struct rt *rt = op->rt;
-    struct ctr *c = op->c;
     if ((*reply)->status) {
-        if (rt->vm)
-            res_share_remove_container(rt->dir, c->id, NULL);
-        unlink_ctr(rt, c);
-        persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
-        ctr_free(c);
-        save_sandbox(rt);
-        /* the caller learns of the failure once nothing of the container is left */
-        reply_from(a, op->req, *reply, "create container");
-        op_free(op);
-        if (!rt->ctrs)
-            shutdown_sandbox(rt, NULL);
+        create_undo(op, (*reply)->status, "create container: %s",
+                    (*reply)->status_text ? (*reply)->status_text : "failed");
         return;
     }
     static const enum oci_hook_kind create_hooks[] = {OCI_HOOK_PRESTART, OCI_HOOK_CREATE_RUNTIME,
@@ -1315,19 +1382,34 @@ static void on_agent_created(actor_t *a, msg_t **reply, void *arg)
 static void on_removed_after_hook(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
+    char *why = op->errtext;
+    op->errtext = NULL;
+    create_undo(op, EIO, "%s", why ? why : "create hook failed");
+    free(why);
+}
+
+static void on_created_saved(struct op *op, const err_t *why)
+{
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
-    if (rt->vm)
-        res_share_remove_container(rt->dir, c->id, NULL);
-    persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
-    /* the caller learns of the failure once nothing of the container is left */
-    actor_reply_error(a, op->req, EIO, "%s", op->errtext ? op->errtext : "create hook failed");
-    unlink_ctr(rt, c);
-    ctr_free(c);
-    save_sandbox(rt);
+    if (why) {
+        /* the file would say `creating` of a container the caller does not
+         * know: undo the create */
+        err_t serr = ERR_INIT;
+        err_make(&serr, why->code, "save state: %s", err_str(why));
+        create_hooks_done(op, -1, &serr);
+        err_clear(&serr);
+        return;
+    }
+    pwatch_add(rt, c->id, "", c->proxy_pid);
+    msg_t *r = msg_new_reply(op->req, MSG_RT_CREATED);
+    msg_rt_created_t *b = r->body;
+    msg_set_str(&b->id, c->id);
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    b->pid = (uint64_t)c->proxy_pid;
+    log_info("container %s created", c->id);
+    actor_reply(rt->self, op->req, &r);
     op_free(op);
-    if (!rt->ctrs)
-        shutdown_sandbox(rt, NULL);
 }
 
 static void create_hooks_done(struct op *op, int result, err_t *err)
@@ -1349,25 +1431,27 @@ static void create_hooks_done(struct op *op, int result, err_t *err)
         }
         return;
     }
-    err_t serr = ERR_INIT;
-    if (set_state(rt, c, C_CREATED, &serr) < 0) {
-        /* the file would say `creating` of a container the caller does not
-         * know: undo the create */
-        err_wrap(&serr, "save state");
-        create_hooks_done(op, -1, &serr);
-        err_clear(&serr);
+    set_state_then(op, C_CREATED, on_created_saved);
+}
+
+static void on_creating_saved(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    if (why) {
+        actor_reply_error(rt->self, op->req, why->code ? why->code : EIO, "save state: %s",
+                          err_str(why));
+        unlink_ctr(rt, c);
+        remove_container_state(rt, c->id, NULL, NULL); /* and its unwritten record */
+        ctr_free(c);
+        op_free(op);
         return;
     }
     save_sandbox(rt);
-    pwatch_add(rt, c->id, "", c->proxy_pid);
-    msg_t *r = msg_new_reply(op->req, MSG_RT_CREATED);
-    msg_rt_created_t *b = r->body;
-    msg_set_str(&b->id, c->id);
-    msg_set_str(&b->sandbox_id, rt->sandbox_id);
-    b->pid = (uint64_t)c->proxy_pid;
-    log_info("container %s created", c->id);
-    actor_reply(a, op->req, &r);
-    op_free(op);
+    msg_t *m = op->next;
+    op->next = NULL;
+    if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_created, op) < 0)
+        create_undo(op, EIO, "cannot reach the agent actor");
 }
 
 static void create_container(struct rt *rt, msg_t **req)
@@ -1458,15 +1542,6 @@ static void create_container(struct rt *rt, msg_t **req)
     c->state = C_CREATING;
     c->next = rt->ctrs;
     rt->ctrs = c;
-    if (save_container(rt, c, &err) < 0) {
-        actor_reply_error(a, *req, err.code, "save state: %s", err_str(&err));
-        err_clear(&err);
-        unlink_ctr(rt, c);
-        ctr_free(c);
-        free(amended);
-        return;
-    }
-    save_sandbox(rt);
     msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
     msg_agent_create_container_t *ab = m->body;
     msg_set_str(&ab->container_id, c->id);
@@ -1477,10 +1552,9 @@ static void create_container(struct rt *rt, msg_t **req)
     msg_set_str(&ab->storages, "[]");
     ab->stdin = true;
     struct op *op = op_new(rt, req, c);
-    if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_created, op) < 0) {
-        actor_reply_error(a, op->req, EIO, "cannot reach the agent actor");
-        op_free(op);
-    }
+    op->next = m;
+    /* the guest creates it once the file says `creating` */
+    save_container_then(rt, c, op, on_creating_saved);
 }
 
 static void on_create(actor_t *a, msg_t **m, void *state)
@@ -1530,18 +1604,15 @@ static void on_undone(actor_t *a, msg_t **reply, void *arg)
         return;
     }
     if (before != C_CREATED) {
-        /* paused or running again: the file already says so */
-        c->state = before;
-        publish_state(op->rt, c);
-        err_t e = ERR_INIT;
-        save_container(op->rt, c, &e);
-        err_clear(&e);
+        /* paused or running again: the file already says so (or will,
+         * once the persist actor's retry of this record goes through) */
+        set_state(op->rt, c, before);
     }
     actor_reply_error(a, op->req, EIO, "%s: the container was %s", op->errtext, how);
     op_free(op);
 }
 
-static void undo_transition(struct op *op, rt_container_state_t before, err_t *why)
+static void undo_transition(struct op *op, rt_container_state_t before, const err_t *why)
 {
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
@@ -1579,6 +1650,16 @@ static void poststart_done(struct op *op, int result, err_t *err)
     op_free(op);
 }
 
+static void on_running_saved(struct op *op, const err_t *why)
+{
+    if (why) {
+        undo_transition(op, (rt_container_state_t)op->before, why);
+        return;
+    }
+    static const enum oci_hook_kind post[] = {OCI_HOOK_POSTSTART};
+    run_hooks(op, post, 1, "running", poststart_done);
+}
+
 static void on_started(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
@@ -1587,16 +1668,12 @@ static void on_started(actor_t *a, msg_t **reply, void *arg)
         op_free(op);
         return;
     }
-    rt_container_state_t next, before = op->c->state;
-    err_t serr = ERR_INIT;
-    if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0 &&
-        set_state(op->rt, op->c, next, &serr) < 0) {
-        undo_transition(op, before, &serr);
-        err_clear(&serr);
-        return;
-    }
-    static const enum oci_hook_kind post[] = {OCI_HOOK_POSTSTART};
-    run_hooks(op, post, 1, "running", poststart_done);
+    rt_container_state_t next;
+    op->before = (int)op->c->state;
+    if (rt_container_next(op->c->state, RT_CT_EV_START, op->c->id, &next, NULL) == 0)
+        set_state_then(op, next, on_running_saved);
+    else
+        on_running_saved(op, NULL);
 }
 
 static void start_hooks_done(struct op *op, int result, err_t *err)
@@ -1627,7 +1704,18 @@ static void on_start(actor_t *a, msg_t **m, void *state)
     run_hooks(op, pre, 1, "created", start_hooks_done);
 }
 
-/* Replies ok (or the failure) to op->req, then moves to op->step's state. */
+static void on_simple_saved(struct op *op, const err_t *why)
+{
+    if (why) {
+        undo_transition(op, (rt_container_state_t)op->before, why);
+        return;
+    }
+    reply_ok(op->rt->self, op->req, op->c->id);
+    op_free(op);
+}
+
+/* Moves to op->step's state (on disk too), then replies ok (or the
+ * failure) to op->req. */
 static void on_simple(actor_t *a, msg_t **reply, void *arg)
 {
     struct op *op = arg;
@@ -1635,13 +1723,9 @@ static void on_simple(actor_t *a, msg_t **reply, void *arg)
         reply_from(a, op->req, *reply, msg_type_name(op->req->type));
     } else {
         if (op->step >= 0 && op->c) {
-            rt_container_state_t before = op->c->state;
-            err_t serr = ERR_INIT;
-            if (set_state(op->rt, op->c, (rt_container_state_t)op->step, &serr) < 0) {
-                undo_transition(op, before, &serr);
-                err_clear(&serr);
-                return;
-            }
+            op->before = (int)op->c->state;
+            set_state_then(op, (rt_container_state_t)op->step, on_simple_saved);
+            return;
         }
         reply_ok(a, op->req, op->c ? op->c->id : "");
     }
@@ -1875,7 +1959,7 @@ static void on_wait(actor_t *a, msg_t **m, void *state)
     struct ctr *c = need(rt, a, *m, b->id);
     if (!c)
         return;
-    if (!b->exec_id[0] && c->exited) {
+    if (!b->exec_id[0] && c->exited && !c->stop_unsaved) {
         answer_wait(a, *m, c->id, "", c->exit_status, c->exited_at_ns);
         return;
     }
@@ -1893,6 +1977,27 @@ static void on_wait(actor_t *a, msg_t **m, void *state)
     rt->waiters = w;
 }
 
+static void announce_exit(struct rt *rt, const char *cid, const char *exec_id, int64_t status,
+                          uint64_t at);
+
+/* The container's stop is written (or failed, and the persist actor
+ * retries it): now its waiters and subscribers learn of the exit. */
+static void on_stopped_saved(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = find(rt, op->cid);
+    if (c)
+        c->stop_unsaved = false;
+    msg_t *m = msg_new(MSG_RT_STATE_CHANGED);
+    msg_set_str(&((msg_rt_state_changed_t *)m->body)->id, op->cid);
+    msg_set_str(&((msg_rt_state_changed_t *)m->body)->state, c_name(C_STOPPED));
+    err_t err = ERR_INIT;
+    actor_publish(rt->self, &m, &err);
+    err_clear(&err);
+    announce_exit(rt, op->cid, "", op->status, op->at);
+    op_free(op);
+}
+
 static void process_exited(struct rt *rt, const char *cid, const char *exec_id, int64_t status)
 {
     struct ctr *c = find(rt, cid);
@@ -1908,15 +2013,29 @@ static void process_exited(struct rt *rt, const char *cid, const char *exec_id, 
         free(c->exited_at);
         c->exited_at = persist_time_now();
         log_info("container %s exited with status %lld", cid, (long long)status);
-        set_state(rt, c, C_STOPPED, NULL);
-    } else {
-        struct exited_exec *e = calloc(1, sizeof *e);
-        snprintf(e->exec_id, sizeof e->exec_id, "%s", exec_id);
-        e->status = status;
-        e->at_ns = at;
-        e->next = c->execs;
-        c->execs = e;
+        /* whoever learns of the exit finds `stopped` on disk */
+        c->state = C_STOPPED;
+        c->stop_unsaved = true;
+        struct op *op = op_new(rt, NULL, NULL);
+        snprintf(op->cid, sizeof op->cid, "%s", cid);
+        op->status = status;
+        op->at = at;
+        save_container_then(rt, c, op, on_stopped_saved);
+        return;
     }
+    struct exited_exec *e = calloc(1, sizeof *e);
+    snprintf(e->exec_id, sizeof e->exec_id, "%s", exec_id);
+    e->status = status;
+    e->at_ns = at;
+    e->next = c->execs;
+    c->execs = e;
+    announce_exit(rt, cid, exec_id, status, at);
+}
+
+/* Answers the waiters of the process and publishes rt.exited. */
+static void announce_exit(struct rt *rt, const char *cid, const char *exec_id, int64_t status,
+                          uint64_t at)
+{
     for (struct waiter **pp = &rt->waiters; *pp;) {
         struct waiter *w = *pp;
         if (!strcmp(w->cid, cid) && !strcmp(w->exec_id, exec_id)) {
@@ -1974,10 +2093,17 @@ static void sandbox_lost(struct rt *rt, const char *why)
         if (c->state != C_STOPPED)
             process_exited(rt, c->id, "", 255);
     }
-    /* pending exec waits: nobody will report them any more */
-    while (rt->waiters) {
-        struct waiter *w = rt->waiters;
-        rt->waiters = w->next;
+    /* pending exec waits: nobody will report them any more (the waits
+     * of the containers themselves are answered once `stopped` is
+     * written) */
+    for (struct waiter **pp = &rt->waiters; *pp;) {
+        struct waiter *w = *pp;
+        struct ctr *c = w->exec_id[0] ? NULL : find(rt, w->cid);
+        if (c && c->exited) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
         answer_wait(rt->self, w->req, w->cid, w->exec_id, 255, clock_real_ns());
         msg_destroy(&w->req);
         free(w);
@@ -2032,13 +2158,7 @@ static void on_fault(actor_t *a, msg_t **m, void *state)
         log_warn("fault: SIGKILL of the VMM (pid %d)", (int)rt->vmm_pid);
         if (rt->vmm_pid > 0)
             kill(rt->vmm_pid, SIGKILL);
-    } else if (!strcmp(b->action, "enospc") || !strcmp(b->action, "eio")) {
-        log_warn("fault: the next %llu state writes fail with %s", (unsigned long long)b->count,
-                 b->action);
-        persist_store_set_fault(rt->store,
-                                b->action[0] == 'e' && b->action[1] == 'n' ? ENOSPC : EIO,
-                                (unsigned)(b->count ? b->count : 1));
-    } else {
+    } else { /* enospc and eio are the persist actor's */
         actor_reply_error(a, *m, EINVAL, "runtime: no fault '%s'", b->action);
         return;
     }
@@ -2050,6 +2170,12 @@ static void on_fault(actor_t *a, msg_t **m, void *state)
 /* ---- delete ---------------------------------------------------------------------------- */
 
 static void delete_finish2(struct op *op, int result, err_t *e);
+
+static void on_deleted_saved(struct op *op, const err_t *why)
+{
+    reply_ok(op->rt->self, op->req, ((msg_rt_delete_t *)op->req->body)->id);
+    op_free(op);
+}
 
 /* poststop hooks run once the container is gone, before its state goes */
 static void delete_finish(struct op *op)
@@ -2063,10 +2189,7 @@ static void delete_finish2(struct op *op, int result, err_t *e)
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
     err_t err = ERR_INIT;
-    if (persist_container_remove(rt->store, rt->sandbox_id, c->id, &err) < 0) {
-        log_warn("remove state of %s: %s, ignoring", c->id, err_str(&err));
-        err_clear(&err);
-    }
+    remove_container_state(rt, c->id, NULL, NULL); /* a failure is logged, and ignored */
     for (struct waiter **pp = &rt->waiters; *pp;) {
         struct waiter *w = *pp;
         if (!strcmp(w->cid, c->id)) {
@@ -2100,9 +2223,10 @@ static void delete_finish2(struct op *op, int result, err_t *e)
         op_free(op);
         return;
     }
-    save_sandbox(rt);
-    reply_ok(rt->self, op->req, ((msg_rt_delete_t *)op->req->body)->id);
-    op_free(op);
+    /* answered once the sandbox's list without it is written (and so
+     * after the removal, sent before it) */
+    op->c = NULL;
+    save_sandbox_then(rt, op, on_deleted_saved);
 }
 
 static void on_removed(actor_t *a, msg_t **reply, void *arg)
@@ -2140,7 +2264,7 @@ static void on_shutdown(actor_t *a, msg_t **m, void *state)
 {
     struct rt *rt = state;
     for (struct ctr *c = rt->ctrs; c; c = c->next)
-        persist_container_remove(rt->store, rt->sandbox_id, c->id, NULL);
+        remove_container_state(rt, c->id, NULL, NULL);
     shutdown_sandbox(rt, m);
 }
 
@@ -2180,7 +2304,6 @@ static void fini(actor_t *a, void *state)
     net_release(rt);
     pwatch_drop(rt, NULL);
     res_cgroup_destroy(&rt->cgroup);
-    persist_store_destroy(&rt->store);
     free(rt->created);
     free(rt);
 }
@@ -2227,10 +2350,5 @@ int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t 
     snprintf(rt->root, sizeof rt->root, "%s", ro->root);
     snprintf(rt->sandbox_id, sizeof rt->sandbox_id, "%s", ro->sandbox_id);
     snprintf(rt->dir, sizeof rt->dir, "%s/%s", ro->root, ro->sandbox_id);
-    int r = persist_store_open(ro->root, &rt->store, err);
-    if (r < 0) {
-        free(rt);
-        return r;
-    }
     return actor_start(&def, rt, opts, out, err);
 }

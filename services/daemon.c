@@ -21,6 +21,7 @@
 #include "hypervisors/hypervisor_actor.h"
 #include "runtimes/runtime_actor.h"
 #include "agent/agent_actor.h"
+#include "persist/persist_actor.h"
 #include "bus/bus.h"
 #include "common/clock.h"
 #include "common/config.h"
@@ -136,7 +137,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     cfg_t *cfg = NULL;
     bus_t *bus = NULL;
     bus_client_t *sig_client = NULL; /* carries rt.shutdown after a signal */
-    actor_t *hv = NULL, *rt = NULL, *fe = NULL;
+    actor_t *hv = NULL, *rt = NULL, *fe = NULL, *pst = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
     int done_fd = -1, sig_fd = -1, fe_fd = -1, claim_fd = -1, rc;
@@ -165,6 +166,9 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     }
     actor_opts_t ao = {
         .zctx = bus_context(bus), .endpoint = bus_endpoint(bus), .sandbox = o->sandbox_id};
+    /* first up, last down: the runtime's state writes go through it */
+    if ((rc = persist_actor_start(&ao, o->root, &pst, err)) < 0)
+        goto out;
     if ((rc = hv_actor_start(&ao, cfg, agent_bin, &hv, err)) < 0)
         goto out;
     agent_actor_opts_t aopts = {.fd = -1};
@@ -240,6 +244,7 @@ out:
     actor_stop(&rt, 5000);
     agent_actor_stop(&agent, 5000);
     actor_stop(&hv, 10000); /* its fini kills the VM if it still runs */
+    actor_stop(&pst, 5000);
     bus_destroy(&bus);
     if (done_fd >= 0)
         close(done_fd);

@@ -40,6 +40,7 @@
 #include "common/log.h"
 #include "messages/mpread.h"
 #include "messages/msg.h"
+#include "persist/persist_actor.h"
 #include "tools/trace.h"
 
 #define DEFAULT_ROOT "/run/husk"
@@ -552,8 +553,11 @@ static bool replay_skip(const struct rec *r)
 {
     if (!strcmp(r->type, "bus.error")) /* a failure reply is the runtime's own */
         return !strcmp(r->from, "bus") || !strcmp(r->to, "bus");
+    /* the persist actor is real in a replay (its records carry pids and
+     * times of the recorded run): its traffic is neither input nor output */
     return !strncmp(r->type, "bus.", 4) || !strncmp(r->type, "actor.", 6) ||
-           !strcmp(r->from, "bus") || !strcmp(r->to, "bus");
+           !strncmp(r->type, "persist.", 8) || !strcmp(r->from, "bus") ||
+           !strcmp(r->to, "bus");
 }
 
 static bool is_input(const struct rec *r)
@@ -792,6 +796,9 @@ static int replay(const char *file)
 
     int done_fd = eventfd(0, EFD_CLOEXEC);
     actor_opts_t ao = {.zctx = bus_context(bus), .endpoint = bus_endpoint(bus), .sandbox = sbid};
+    actor_t *pst = NULL;
+    if (persist_actor_start(&ao, root, &pst, &err) < 0)
+        die("replay: persist: %s", err_str(&err));
     rt_actor_opts_t ro = {.cfg = cfg, .root = root, .sandbox_id = sbid, .done_fd = done_fd};
     if (rt_actor_start(&ao, &ro, &rt, &err) < 0)
         die("replay: runtime: %s", err_str(&err));
@@ -884,6 +891,7 @@ static int replay(const char *file)
         printf("replay: %zu inputs, %zu outputs of the runtime: the same sequence\n", inputs,
                outputs);
     actor_stop(&rt, 5000);
+    actor_stop(&pst, 5000);
     for (size_t i = 0; i < nstubs; i++)
         bus_client_destroy(&stubs[i].c);
     free(stubs);

@@ -31,6 +31,7 @@
 #include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
 #include "common/log.h"
+#include "persist/persist_actor.h"
 #include "persist/store.h"
 #include "resources/net.h"
 #include "resources/netlink.h"
@@ -145,7 +146,7 @@ static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
 struct fx {
     char root[64], bundle[128];
     bus_t *bus;
-    actor_t *hv, *agent, *rt;
+    actor_t *hv, *agent, *rt, *pst;
     bus_client_t *c;
     cfg_t *cfg;
     int done_fd;
@@ -195,6 +196,7 @@ static struct fx *fx_new_net(bool refuse_sandbox, msg_type_t refuse, const char 
     f->cfg->backend = strdup("fake");
     f->done_fd = eventfd(0, EFD_CLOEXEC);
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
+    assert_int_equal(persist_actor_start(&ao, f->root, &f->pst, &err), 0);
     assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
     for (size_t i = 0; i < sizeof fa_types / sizeof fa_types[0]; i++)
         fa_handlers[i] = (actor_handler_t){fa_types[i], fa_any};
@@ -230,6 +232,7 @@ static void fx_free(struct fx *f)
     actor_stop(&f->rt, 2000);
     actor_stop(&f->agent, 2000);
     actor_stop(&f->hv, 2000);
+    actor_stop(&f->pst, 2000);
     bus_destroy(&f->bus);
     cfg_destroy(&f->cfg);
     close(f->done_fd);
