@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "hypervisors/hypervisor_actor.h"
+#include "persist/persist_actor.h"
 #include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
 #include "common/log.h"
@@ -149,7 +150,7 @@ static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
 struct fx {
     char root[64], bundle[128], sock[160], out[160], in[160];
     bus_t *bus;
-    actor_t *hv, *agent, *rt, *shim;
+    actor_t *hv, *agent, *rt, *shim, *pst;
     cfg_t *cfg;
     int done_fd, exit_fd;
     struct fake_agent fa;
@@ -196,6 +197,7 @@ static int fx_setup(void **state)
     f->done_fd = eventfd(0, EFD_CLOEXEC);
     f->exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
+    assert_int_equal(persist_actor_start(&ao, f->root, &f->pst, &err), 0);
     assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
     for (size_t i = 0; i < sizeof fa_types / sizeof fa_types[0]; i++)
         fa_handlers[i] = (actor_handler_t){fa_types[i], fa_any};
@@ -240,6 +242,7 @@ static int fx_teardown(void **state)
     actor_stop(&f->rt, 2000);
     actor_stop(&f->agent, 2000);
     actor_stop(&f->hv, 2000);
+    actor_stop(&f->pst, 2000);
     bus_destroy(&f->bus);
     cfg_destroy(&f->cfg);
     close(f->done_fd);
