@@ -419,6 +419,86 @@
     M(PERSIST_SAVED, persist_saved, "persist.saved")                                               \
     M(PERSIST_ERROR, persist_error, "persist.error")
 
+/* ---- res: the resource manager (actor "resources", resources/resource_actor.h)
+ * Owns what the sandbox holds on the host: its cgroup, the 9p share and the
+ * per-container shares under it, the network endpoints (taps) in the pod's
+ * namespace.  Success is res.ok unless a reply type is named.
+ * prepare_sandbox: the cgroup (limits as given; named from root and
+ * sandbox_id), and when vm: the share under dir and a tap per interface of
+ * netns ("" = none).  adopt: take over what an earlier daemon of this
+ * sandbox set up (cgroup by name, share under dir, taps named in taps with
+ * the MACs in macs) without creating anything.  -> res.sandbox_ready */
+#define RES_ID_MAX  64
+#define RES_NET_MAX (64 * 1024)
+#define MSG_FIELDS_res_prepare_sandbox(F, S)                                                       \
+    F(S, STR, sandbox_id, RES_ID_MAX)                                                              \
+    F(S, STR, root, MSG_PATH)                                                                      \
+    F(S, STR, dir, MSG_PATH)                                                                       \
+    F(S, BOOL, vm, 0)                                                                              \
+    F(S, STR, netns, MSG_PATH)                                                                     \
+    F(S, I64, memory_bytes, 0)                                                                     \
+    F(S, I64, cpu_quota_us, 0)                                                                     \
+    F(S, U64, cpu_period_us, 0)                                                                    \
+    F(S, BOOL, adopt, 0)                                                                           \
+    F(S, STRV, taps, 16)                                                                           \
+    F(S, STRV, macs, 16)
+/* interfaces: JSON array of agent.update_interface bodies (one per tap, same
+ * order); routes, neighbors: the agent.update_routes / add_arp_neighbors
+ * bodies; warnings: what was skipped (a cgroup limit the host refused...). */
+#define MSG_FIELDS_res_sandbox_ready(F, S)                                                         \
+    F(S, STR, cgroup, MSG_PATH)                                                                    \
+    F(S, STR, share_dir, MSG_PATH)                                                                 \
+    F(S, STR, share_tag, MSG_SMALL)                                                                \
+    F(S, STRV, taps, 16)                                                                           \
+    F(S, STRV, macs, 16)                                                                           \
+    F(S, JSON, interfaces, RES_NET_MAX)                                                            \
+    F(S, JSON, routes, RES_NET_MAX)                                                                \
+    F(S, JSON, neighbors, RES_NET_MAX)                                                             \
+    F(S, STRV, warnings, 64)
+/* Moves a host process (the VMM) into the sandbox cgroup. */
+#define MSG_FIELDS_res_add_pid(F, S) F(S, U64, pid, 0)
+/* Shares the container's rootfs and bind mounts with the guest.  spec: the
+ * bundle's config.json.  -> res.container_ready: rootfs, the guest path of
+ * the root; spec, the config.json with root.path and mounts rewritten for
+ * the guest. */
+#define MSG_FIELDS_res_prepare_container(F, S)                                                     \
+    F(S, STR, container_id, RES_ID_MAX) F(S, STR, bundle, MSG_PATH) F(S, JSON, spec, AGENT_SPEC_MAX)
+#define MSG_FIELDS_res_container_ready(F, S)                                                       \
+    F(S, STR, container_id, RES_ID_MAX) F(S, STR, rootfs, MSG_PATH) F(S, JSON, spec, AGENT_SPEC_MAX)
+#define MSG_FIELDS_res_release_container(F, S) F(S, STR, container_id, RES_ID_MAX)
+/* Rescans the namespace: new interfaces get a tap now (taps, macs,
+ * interfaces as in res.sandbox_ready, for the new ones only); removed_taps
+ * are the taps of interfaces that went, still in place until
+ * res.release_endpoint (unplug them from the VM first).  routes and
+ * neighbors: the namespace's now.  -> res.network_changes */
+#define MSG_FIELDS_res_rescan_network(F, S)
+#define MSG_FIELDS_res_network_changes(F, S)                                                       \
+    F(S, STRV, removed_taps, 16)                                                                   \
+    F(S, STRV, taps, 16)                                                                           \
+    F(S, STRV, macs, 16)                                                                           \
+    F(S, JSON, interfaces, RES_NET_MAX)                                                            \
+    F(S, JSON, routes, RES_NET_MAX)                                                                \
+    F(S, JSON, neighbors, RES_NET_MAX)
+/* Removes one tap (and its redirects). */
+#define MSG_FIELDS_res_release_endpoint(F, S) F(S, STR, tap, MSG_SMALL)
+/* Tears everything down (containers' shares, share, taps, cgroup: waiting
+ * up to timeout_ms, 0 = 2 s, for it to empty).  Releasing twice is fine. */
+#define MSG_FIELDS_res_release_sandbox(F, S) F(S, U64, timeout_ms, 0)
+#define MSG_FIELDS_res_ok(F, S)
+
+#define MSG_CATALOG_RES(M)                                                                         \
+    M(RES_PREPARE_SANDBOX, res_prepare_sandbox, "res.prepare_sandbox")                             \
+    M(RES_SANDBOX_READY, res_sandbox_ready, "res.sandbox_ready")                                   \
+    M(RES_ADD_PID, res_add_pid, "res.add_pid")                                                     \
+    M(RES_PREPARE_CONTAINER, res_prepare_container, "res.prepare_container")                       \
+    M(RES_CONTAINER_READY, res_container_ready, "res.container_ready")                             \
+    M(RES_RELEASE_CONTAINER, res_release_container, "res.release_container")                       \
+    M(RES_RESCAN_NETWORK, res_rescan_network, "res.rescan_network")                                \
+    M(RES_NETWORK_CHANGES, res_network_changes, "res.network_changes")                             \
+    M(RES_RELEASE_ENDPOINT, res_release_endpoint, "res.release_endpoint")                          \
+    M(RES_RELEASE_SANDBOX, res_release_sandbox, "res.release_sandbox")                             \
+    M(RES_OK, res_ok, "res.ok")
+
 /* M(SYM, sym, "wire.name") */
 #define MSG_CATALOG(M)                                                                             \
     M(BUS_ERROR, bus_error, "bus.error")                                                           \
@@ -478,6 +558,7 @@
     M(AGENT_ROUTES, agent_routes, "agent.routes")                                                  \
     MSG_CATALOG_RT_HV(M)                                                                           \
     MSG_CATALOG_PERSIST(M)                                                                         \
+    MSG_CATALOG_RES(M)                                                                             \
     M(FAULT_INJECT, fault_inject, "fault.inject")                                                  \
     M(TEST_ALL, test_all, "test.all")
 

@@ -623,6 +623,74 @@ int res_net_detach_one(res_net_t *n, unsigned i, err_t *err)
     return 0;
 }
 
+/* ---- adoption (a restarted daemon takes over the taps of its sandbox) ------- */
+
+struct adopt_ctx {
+    res_net_t *n;
+    const char *const *taps;
+    const uint8_t (*macs)[6];
+    size_t count;
+    unsigned adopted;
+};
+
+static int adopt_in_ns(void *arg, err_t *err)
+{
+    struct adopt_ctx *c = arg;
+    res_net_t *n = c->n;
+    for (size_t k = 0; k < c->count; k++) {
+        int idx = if_index_of(c->taps[k]);
+        if (idx <= 0)
+            continue; /* gone already: nothing to release */
+        res_net_if_t *f = NULL;
+        for (unsigned i = 0; i < n->n_ifs && !f; i++)
+            if (!n->ifs[i].tap_made && !memcmp(n->ifs[i].mac, c->macs[k], 6))
+                f = &n->ifs[i];
+        if (!f) {
+            /* its interface went while no daemon watched: keep the tap
+             * alone, so that the release deletes it */
+            if (n->n_ifs >= RES_NET_MAX_IFS)
+                return err_make(err, ENOSPC, "adopt tap %s: too many interfaces", c->taps[k]);
+            f = &n->ifs[n->n_ifs++];
+            memset(f, 0, sizeof *f);
+        } else {
+            /* our redirect is on the interface; whether the ingress qdisc
+             * was ours is not known: it stays, only the filter goes */
+            f->filter_made = true;
+        }
+        snprintf(f->tap, sizeof f->tap, "%s", c->taps[k]);
+        f->tap_index = idx;
+        f->tap_made = true;
+        f->attached = f->index > 0;
+        c->adopted++;
+    }
+    return 0;
+}
+
+int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6], size_t count,
+                  err_t *err)
+{
+    for (size_t k = 0; k < count; k++)
+        if (!taps[k] || strncmp(taps[k], "tap", 3) ||
+            strlen(taps[k]) >= RES_NET_IFNAMSIZ ||
+            strcmp(taps[k] + strlen(taps[k]) - strlen(RES_NET_TAP_SUFFIX), RES_NET_TAP_SUFFIX))
+            return err_make(err, EINVAL, "adopt: `%s` is not a tap of ours (tap<N>%s)",
+                            taps[k] ? taps[k] : "", RES_NET_TAP_SUFFIX);
+    if (!n->held) {
+        int fd = open(n->netns, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return err_errno(err, "open network namespace %s", n->netns);
+        n->held_fd = fd;
+        n->held = true;
+    }
+    struct adopt_ctx c = {.n = n, .taps = taps, .macs = macs, .count = count};
+    int r = in_netns(n->netns, n->held_fd, adopt_in_ns, &c, err);
+    if (r < 0 || !any_attached(n, -1))
+        release_hold(n);
+    if (r < 0)
+        return err_wrap(err, "network namespace %s", n->netns);
+    return (int)c.adopted;
+}
+
 /* ---- JSON for the agent ------------------------------------------------------ */
 
 static json_t *ip_str(int family, const uint8_t *a)

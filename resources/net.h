@@ -41,6 +41,7 @@
 #define HUSK_RES_NET_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -141,6 +142,16 @@ int res_net_attach(res_net_t *n, err_t *err);
 int res_net_detach(res_net_t *n, err_t *err);
 /* Undoes interface i only and drops it from n. */
 int res_net_detach_one(res_net_t *n, unsigned i, err_t *err);
+
+/* Takes over the taps an earlier process attached in n's namespace (n was
+ * scanned first): taps[k] (tap<N>_husk) served the interface with MAC
+ * macs[k].  Nothing is created; afterwards res_net_detach() removes those
+ * taps and their redirects (an ingress qdisc on the interface stays: it
+ * cannot be told whether it was ours).  A tap that is gone is skipped; one
+ * whose interface is gone is kept alone (the detach deletes it).  Returns
+ * the number of taps adopted. */
+int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6], size_t count,
+                  err_t *err);
 
 /* JSON (jansson text, caller frees) for the agent messages. */
 char *res_net_iface_json(const res_net_if_t *ifc);
