@@ -231,8 +231,7 @@ static int make_cgroup(struct res *s, const msg_res_prepare_sandbox_t *q,
         err_clear(&err);
         r = res_cgroup_open(&o, s->cgroup_name, &s->cg, &err);
         if (r == 0)
-            add_warning(b, "host cgroup %s was left by an earlier daemon: reused",
-                        s->cgroup_name);
+            add_warning(b, "host cgroup %s was left by an earlier daemon: reused", s->cgroup_name);
     }
     if (r < 0) {
         add_warning(b, "host cgroup: %s; the VMM runs without one", err_str(&err));
@@ -258,8 +257,7 @@ static void adopt_ctrs(struct res *s, msg_res_sandbox_ready_t *b)
         return;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (id_valid(e->d_name) && *find_ctr(s, e->d_name) == NULL &&
-            hold_ctr(s, e->d_name) < 0)
+        if (id_valid(e->d_name) && *find_ctr(s, e->d_name) == NULL && hold_ctr(s, e->d_name) < 0)
             add_warning(b, "adopt the share of %s: out of memory", e->d_name);
     closedir(d);
 }
@@ -311,8 +309,8 @@ static int check_prepare(const msg_res_prepare_sandbox_t *q, err_t *err)
                             q->macs.v[k]);
     }
     if (q->cpu_quota_us > 0 && q->cpu_period_us > 1000000)
-        return err_make(err, EINVAL, "res.prepare_sandbox: cpu_period_us %" PRIu64
-                                     " is above 1 s", q->cpu_period_us);
+        return err_make(err, EINVAL, "res.prepare_sandbox: cpu_period_us %" PRIu64 " is above 1 s",
+                        q->cpu_period_us);
     return 0;
 }
 
@@ -326,9 +324,8 @@ static void on_prepare_sandbox(actor_t *a, msg_t **m, void *state)
                           s->sandbox_id);
         return;
     }
-    if (check_prepare(q, &err) < 0 ||
-        res_actor_cgroup_name(q->root, q->sandbox_id, s->cgroup_name, sizeof s->cgroup_name,
-                              &err) < 0) {
+    if (check_prepare(q, &err) < 0 || res_actor_cgroup_name(q->root, q->sandbox_id, s->cgroup_name,
+                                                            sizeof s->cgroup_name, &err) < 0) {
         actor_reply_error(a, *m, EINVAL, "%s", err_str(&err));
         err_clear(&err);
         return;
@@ -360,8 +357,8 @@ static void on_prepare_sandbox(actor_t *a, msg_t **m, void *state)
     }
     if (!what && q->vm && q->netns[0] && prepare_net(s, q, &err) < 0)
         what = "";
-    if (!what && net_reply(s->net, NULL, &b->taps, &b->macs, &b->interfaces, &b->routes,
-                           &b->neighbors) < 0)
+    if (!what &&
+        net_reply(s->net, NULL, &b->taps, &b->macs, &b->interfaces, &b->routes, &b->neighbors) < 0)
         what = "", err_make(&err, ENOMEM, "out of memory");
     if (what) {
         /* all or nothing: undo what this prepare did, then answer */
@@ -405,8 +402,7 @@ static void on_add_pid(actor_t *a, msg_t **m, void *state)
         return;
     }
     if (pid == 0 || pid > INT32_MAX) {
-        actor_reply_error(a, *m, EINVAL, "res.add_pid: pid %" PRIu64 " is not a process id",
-                          pid);
+        actor_reply_error(a, *m, EINVAL, "res.add_pid: pid %" PRIu64 " is not a process id", pid);
         return;
     }
     err_t err = ERR_INIT;
@@ -509,8 +505,9 @@ static void on_rescan_network(actor_t *a, msg_t **m, void *state)
 {
     struct res *s = state;
     if (!s->net) {
-        actor_reply_error(a, *m, ENOENT, "res.rescan_network: the sandbox has no network "
-                                         "namespace of its own");
+        actor_reply_error(a, *m, ENOENT,
+                          "res.rescan_network: the sandbox has no network "
+                          "namespace of its own");
         return;
     }
     res_net_t *n = s->net, *now = calloc(1, sizeof *now);
@@ -597,8 +594,8 @@ static void on_release_sandbox(actor_t *a, msg_t **m, void *state)
     struct res *s = state;
     uint64_t t = ((msg_res_release_sandbox_t *)(*m)->body)->timeout_ms;
     char first[1024];
-    if (release_all(s, t ? (int)(t > 60000 ? 60000 : t) : RELEASE_TIMEOUT_MS, first,
-                    sizeof first) < 0) {
+    if (release_all(s, t ? (int)(t > 60000 ? 60000 : t) : RELEASE_TIMEOUT_MS, first, sizeof first) <
+        0) {
         actor_reply_error(a, *m, EIO, "release sandbox: %s", first);
         return;
     }
@@ -629,8 +626,7 @@ static const actor_handler_t handlers[] = {
 
 static const actor_def_t def = {.name = RES_ACTOR_NAME, .handlers = handlers, .fini = fini};
 
-int res_actor_start(const actor_opts_t *opts, const res_actor_opts_t *ro, actor_t **out,
-                    err_t *err)
+int res_actor_start(const actor_opts_t *opts, const res_actor_opts_t *ro, actor_t **out, err_t *err)
 {
     struct res *s = calloc(1, sizeof *s);
     if (!s)
