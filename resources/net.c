@@ -670,8 +670,7 @@ int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6
                   err_t *err)
 {
     for (size_t k = 0; k < count; k++)
-        if (!taps[k] || strncmp(taps[k], "tap", 3) ||
-            strlen(taps[k]) >= RES_NET_IFNAMSIZ ||
+        if (!taps[k] || strncmp(taps[k], "tap", 3) || strlen(taps[k]) >= RES_NET_IFNAMSIZ ||
             strcmp(taps[k] + strlen(taps[k]) - strlen(RES_NET_TAP_SUFFIX), RES_NET_TAP_SUFFIX))
             return err_make(err, EINVAL, "adopt: `%s` is not a tap of ours (tap<N>%s)",
                             taps[k] ? taps[k] : "", RES_NET_TAP_SUFFIX);

@@ -25,7 +25,7 @@
 #include "resources/cgroup_host.h"
 #include "resources/devices.h"
 #include "resources/net.h"
-#include "resources/netlink.h"
+#include "resources/resource_actor.h"
 #include "resources/share.h"
 #include "resources/sizing.h"
 #include "runtimes/hooks.h"
@@ -42,6 +42,9 @@
 #define AGENT_QUICK_MS     10000 /* start, exec, signal, pause, stats... */
 #define CONNECT_TIMEOUT_MS 60000
 #define REMOVE_TIMEOUT_MS  10000
+/* resources: mounts, netlink and cgroupfs writes on the host, ms each; a
+ * release waits up to 2 s for the cgroup to empty */
+#define RES_TIMEOUT_MS 10000
 
 /* short names for the state machine (runtimes/state.h) */
 #define SB_NEW      RT_SB_NEW
@@ -107,8 +110,8 @@ struct rt {
     rt_sandbox_state_t sb;
     char backend[32], agent_socket[PATH_MAX];
     bool vm;              /* a real VM: the rootfs travels over the 9p share */
-    bool share_ready;     /* resources/share set up under dir */
-    res_cgroup_t *cgroup; /* the host cgroup holding the VMM (sized from the spec) */
+    bool res_held;        /* the resources actor holds things of ours: release at the end */
+    bool res_releasing;   /* res.release_sandbox under way (finish_shutdown) */
     pid_t vmm_pid;
     char *created;
     struct ctr *ctrs;
@@ -119,7 +122,9 @@ struct rt {
     struct pwatch *pwatches;
     actor_t *self;
     char netns[PATH_MAX]; /* the spec's network namespace path, "" if none */
-    res_net_t *net;       /* VM: the namespace's interfaces and their taps */
+    char *net_ifaces, *net_routes, *net_neighs; /* guest network (JSON, from res.sandbox_ready) */
+    uint32_t boot_vcpus;                        /* the VM's size, decided at boot */
+    uint64_t boot_memory_mib;
 };
 
 struct op {
@@ -543,7 +548,7 @@ static char *amend_spec(const char *spec_json, const char *rootfs, bool vm, err_
 
 /* ---- sandbox shutdown ------------------------------------------------------- */
 
-static void net_release(struct rt *rt);
+static void finish_shutdown2(struct rt *rt);
 
 static void on_sandbox_state_removed(struct op *op, const err_t *why)
 {
@@ -559,21 +564,38 @@ static void on_sandbox_state_removed(struct op *op, const err_t *why)
     signal_done(rt);
 }
 
+static void on_res_released(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status)
+        log_error("release the sandbox's resources: %s",
+                  (*reply)->status_text ? (*reply)->status_text : "failed");
+    rt->res_releasing = false;
+    finish_shutdown2(rt);
+}
+
+/* The VM is gone: the resources actor releases the share, the taps and
+ * the cgroup (it may hold some after a failed or unanswered prepare too),
+ * then the state goes. */
 static void finish_shutdown(struct rt *rt)
 {
     sb_move(rt, RT_SB_EV_STOPPED);
-    err_t err = ERR_INIT;
-    if (rt->share_ready && res_share_teardown(rt->dir, &err) < 0) {
-        log_error("tear down the share: %s", err_str(&err));
-        err_clear(&err);
+    if (rt->res_releasing)
+        return; /* the release under way ends the shutdown */
+    if (rt->res_held) {
+        rt->res_held = false;
+        msg_t *m = msg_new(MSG_RES_RELEASE_SANDBOX);
+        ((msg_res_release_sandbox_t *)m->body)->timeout_ms = 2000;
+        rt->res_releasing = true;
+        if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_res_released, rt) == 0)
+            return;
+        rt->res_releasing = false;
     }
-    rt->share_ready = false;
-    net_release(rt);
-    if (rt->cgroup && res_cgroup_remove(rt->cgroup, 2000, &err) < 0) {
-        log_warn("remove the sandbox cgroup: %s, ignoring", err_str(&err));
-        err_clear(&err);
-    }
-    res_cgroup_destroy(&rt->cgroup);
+    finish_shutdown2(rt);
+}
+
+static void finish_shutdown2(struct rt *rt)
+{
     /* the state goes last; the answer waits for it (the persist actor
      * forgets the sandbox's unwritten records with it) */
     msg_t *m = msg_new(MSG_PERSIST_REMOVE_SANDBOX);
@@ -763,17 +785,19 @@ static void boot_done(struct rt *rt)
         create_container(rt, &rt->queued[i]);
 }
 
-/* ---- network (resources/net.h, docs/networking.md) ------------------------------ */
+/* ---- network (the resources actor's taps, docs/networking.md) ------------------- */
 
-/* Configures the guest for the interfaces marked in `want` (agent.
- * update_interface each), then its routes and neighbours; then calls done. */
+/* Configures the guest: agent.update_interface for each element of the
+ * JSON array ifaces, then the routes and (when any) the neighbours; then
+ * calls done. */
 typedef void (*netcfg_done_fn)(struct rt *rt, const char *why, void *arg);
 
 struct netcfg {
     struct rt *rt;
-    bool want[RES_NET_MAX_IFS];
-    unsigned i;
+    json_t *ifaces;
+    size_t i;
     int step; /* 0 interfaces, 1 routes, 2 neighbours */
+    char *routes, *neighs;
     netcfg_done_fn done;
     void *arg;
 };
@@ -785,6 +809,9 @@ static void netcfg_finish(struct netcfg *nc, const char *why)
     netcfg_done_fn done = nc->done;
     struct rt *rt = nc->rt;
     void *arg = nc->arg;
+    json_decref(nc->ifaces);
+    free(nc->routes);
+    free(nc->neighs);
     free(nc);
     done(rt, why, arg);
 }
@@ -804,25 +831,25 @@ static void on_netcfg_reply(actor_t *a, msg_t **reply, void *arg)
 
 static void netcfg_step(struct netcfg *nc)
 {
-    res_net_t *n = nc->rt->net;
     msg_t *m = NULL;
     char *json = NULL;
-    while (nc->step == 0 && nc->i < n->n_ifs && !nc->want[nc->i])
-        nc->i++;
-    if (nc->step == 0 && nc->i < n->n_ifs) {
-        json = res_net_iface_json(&n->ifs[nc->i++]);
+    json_t *neighs = nc->step == 2 ? json_loads(nc->neighs, 0, NULL) : NULL;
+    size_t n_neighs = json_array_size(neighs);
+    json_decref(neighs);
+    if (nc->step == 0 && nc->i < json_array_size(nc->ifaces)) {
+        json = json_dumps(json_array_get(nc->ifaces, nc->i++), JSON_COMPACT);
         m = msg_new(MSG_AGENT_UPDATE_INTERFACE);
         if (m && json)
             msg_set_str(&((msg_agent_update_interface_t *)m->body)->interface, json);
     } else if (nc->step <= 1) {
         nc->step = 2;
-        json = res_net_routes_json(n);
+        json = strdup(nc->routes);
         m = msg_new(MSG_AGENT_UPDATE_ROUTES);
         if (m && json)
             msg_set_str(&((msg_agent_update_routes_t *)m->body)->routes, json);
-    } else if (nc->step == 2 && n->n_neighs) {
+    } else if (nc->step == 2 && n_neighs) {
         nc->step = 3;
-        json = res_net_neighs_json(n);
+        json = strdup(nc->neighs);
         m = msg_new(MSG_AGENT_ADD_ARP_NEIGHBORS);
         if (m && json)
             msg_set_str(&((msg_agent_add_arp_neighbors_t *)m->body)->neighbors, json);
@@ -841,47 +868,43 @@ static void netcfg_step(struct netcfg *nc)
         netcfg_finish(nc, "configure the guest network: cannot reach the agent actor");
 }
 
-static void netcfg_start(struct rt *rt, const bool *want, netcfg_done_fn done, void *arg)
+/* ifaces: a JSON array of interface objects (taken: json_decref'd). */
+static void netcfg_start(struct rt *rt, json_t *ifaces, const char *routes, const char *neighs,
+                         netcfg_done_fn done, void *arg)
 {
     struct netcfg *nc = calloc(1, sizeof *nc);
-    if (!nc) {
-        done(rt, "out of memory", arg);
+    if (nc) {
+        nc->routes = strdup(routes && routes[0] ? routes : "[]");
+        nc->neighs = strdup(neighs && neighs[0] ? neighs : "[]");
+    }
+    if (!nc || !nc->routes || !nc->neighs || !json_is_array(ifaces)) {
+        if (nc) {
+            free(nc->routes);
+            free(nc->neighs);
+        }
+        free(nc);
+        json_decref(ifaces);
+        done(rt, ifaces ? "out of memory" : "the interfaces are not a JSON array", arg);
         return;
     }
     nc->rt = rt;
-    memcpy(nc->want, want, sizeof nc->want);
+    nc->ifaces = ifaces;
     nc->done = done;
     nc->arg = arg;
     netcfg_step(nc);
 }
 
-/* Restores the namespace (taps, qdiscs, filters); safe to call twice. */
-static void net_release(struct rt *rt)
-{
-    if (!rt->net)
-        return;
-    err_t err = ERR_INIT;
-    if (res_net_detach(rt->net, &err) < 0)
-        log_error("network: %s", err_str(&err));
-    err_clear(&err);
-    free(rt->net);
-    rt->net = NULL;
-}
-
-/* rt.update_network: rescan, unplug what went, plug what came, reconfigure. */
+/* rt.update_network: the resources actor rescans (and attaches the new
+ * interfaces); the runtime unplugs the taps that went (then has them
+ * released), plugs the new ones and configures the guest. */
 struct netupd {
     struct rt *rt;
     msg_t *req;
-    res_net_t *now;
-    unsigned rm[RES_NET_MAX_IFS], nrm; /* indexes into rt->net (descending) */
-    bool added[RES_NET_MAX_IFS];       /* indexes into rt->net */
-    unsigned k;
+    msg_t *changes;  /* res.network_changes */
+    json_t *plugged; /* interface objects of the taps plugged so far */
+    size_t k;
+    int phase; /* 0 unplug removed_taps, 1 plug taps */
 };
-
-static bool same_if(const res_net_if_t *a, const res_net_if_t *b)
-{
-    return !strcmp(a->name, b->name) && !memcmp(a->mac, b->mac, 6);
-}
 
 static void netupd_end(struct netupd *u, int code, const char *why)
 {
@@ -890,7 +913,8 @@ static void netupd_end(struct netupd *u, int code, const char *why)
     else
         reply_ok(u->rt->self, u->req, u->rt->sandbox_id);
     msg_destroy(&u->req);
-    free(u->now);
+    msg_destroy(&u->changes);
+    json_decref(u->plugged);
     free(u);
 }
 
@@ -899,122 +923,106 @@ static void netupd_configured(struct rt *rt, const char *why, void *arg)
     netupd_end(arg, why ? EIO : 0, why);
 }
 
-static void netupd_add_next(struct netupd *u);
+static void netupd_next(struct netupd *u);
 
-static void on_netupd_added(actor_t *a, msg_t **reply, void *arg)
+static void on_endpoint_released(actor_t *a, msg_t **reply, void *arg)
+{
+    if ((*reply)->status)
+        log_error("network: release a tap: %s",
+                  (*reply)->status_text ? (*reply)->status_text : "failed");
+}
+
+/* Asks the resources actor to remove tap (its answer is only logged: the
+ * tap goes with the sandbox's release at the latest). */
+static void release_endpoint(struct rt *rt, const char *tap)
+{
+    msg_t *m = msg_new(MSG_RES_RELEASE_ENDPOINT);
+    msg_set_str(&((msg_res_release_endpoint_t *)m->body)->tap, tap);
+    request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_endpoint_released, NULL);
+}
+
+static void on_netupd_released(actor_t *a, msg_t **reply, void *arg)
 {
     struct netupd *u = arg;
-    res_net_t *n = u->rt->net;
+    on_endpoint_released(a, reply, NULL);
+    u->k++;
+    netupd_next(u);
+}
+
+static void on_netupd_device(actor_t *a, msg_t **reply, void *arg)
+{
+    struct netupd *u = arg;
+    msg_res_network_changes_t *ch = u->changes->body;
+    const char *tap = u->phase == 0 ? ch->removed_taps.v[u->k] : ch->taps.v[u->k];
     if ((*reply)->status) {
         char why[MSG_ITEM_MAX + 64];
-        snprintf(why, sizeof why, "hot-plug %s: %s", n->ifs[u->k].name,
+        snprintf(why, sizeof why, "%s %s: %s", u->phase == 0 ? "unplug" : "hot-plug", tap,
                  (*reply)->status_text ? (*reply)->status_text : "failed");
-        err_t err = ERR_INIT;
-        /* not in the VM: give the namespace back */
-        if (res_net_detach_one(n, u->k, &err) < 0)
-            log_error("network: %s", err_str(&err));
-        err_clear(&err);
+        if (u->phase == 1)
+            release_endpoint(u->rt, tap); /* not in the VM: give the namespace back */
         netupd_end(u, (*reply)->status, why);
         return;
     }
-    log_info("network: %s hot-plugged (%s)", n->ifs[u->k].name, n->ifs[u->k].tap);
-    u->k++;
-    netupd_add_next(u);
-}
-
-static void netupd_add_next(struct netupd *u)
-{
-    res_net_t *n = u->rt->net;
-    while (u->k < n->n_ifs && !u->added[u->k])
-        u->k++;
-    if (u->k >= n->n_ifs) {
-        netcfg_start(u->rt, u->added, netupd_configured, u);
+    log_info("network: %s %s", tap, u->phase == 0 ? "unplugged" : "hot-plugged");
+    if (u->phase == 0) {
+        /* out of the VM: the tap goes before the update is answered */
+        msg_t *m = msg_new(MSG_RES_RELEASE_ENDPOINT);
+        msg_set_str(&((msg_res_release_endpoint_t *)m->body)->tap, tap);
+        if (request(u->rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_netupd_released, u) < 0)
+            netupd_end(u, EIO, "cannot reach the resources actor");
         return;
     }
-    res_net_if_t *f = &n->ifs[u->k];
-    char mac[18];
-    res_nl_mac_format(f->mac, mac);
-    msg_t *m = msg_new(MSG_HV_ADD_DEVICE);
-    msg_hv_add_device_t *b = m->body;
-    msg_set_str(&b->kind, "network");
-    msg_set_str(&b->id, f->tap);
-    msg_set_str(&b->path, f->tap);
-    msg_set_str(&b->mac, mac);
-    if (request(u->rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_netupd_added, u) < 0)
+    json_t *all = json_loads(ch->interfaces, 0, NULL);
+    json_t *one = json_array_get(all, u->k);
+    if (one)
+        json_array_append(u->plugged, one);
+    json_decref(all);
+    u->k++;
+    netupd_next(u);
+}
+
+static void netupd_next(struct netupd *u)
+{
+    msg_res_network_changes_t *ch = u->changes->body;
+    if (u->phase == 0 && u->k >= ch->removed_taps.n) {
+        u->phase = 1;
+        u->k = 0;
+    }
+    if (u->phase == 1 && u->k >= ch->taps.n) {
+        json_t *ifaces = u->plugged;
+        u->plugged = NULL;
+        netcfg_start(u->rt, ifaces, ch->routes, ch->neighbors, netupd_configured, u);
+        return;
+    }
+    msg_t *m;
+    if (u->phase == 0) {
+        m = msg_new(MSG_HV_REMOVE_DEVICE);
+        msg_set_str(&((msg_hv_remove_device_t *)m->body)->kind, "network");
+        msg_set_str(&((msg_hv_remove_device_t *)m->body)->id, ch->removed_taps.v[u->k]);
+    } else {
+        m = msg_new(MSG_HV_ADD_DEVICE);
+        msg_hv_add_device_t *b = m->body;
+        msg_set_str(&b->kind, "network");
+        msg_set_str(&b->id, ch->taps.v[u->k]);
+        msg_set_str(&b->path, ch->taps.v[u->k]);
+        msg_set_str(&b->mac, u->k < ch->macs.n ? ch->macs.v[u->k] : "");
+    }
+    if (request(u->rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_netupd_device, u) < 0)
         netupd_end(u, EIO, "cannot reach the hypervisor actor");
 }
 
-static void netupd_attach(struct netupd *u)
-{
-    res_net_t *n = u->rt->net;
-    memset(u->added, 0, sizeof u->added);
-    for (unsigned i = 0; i < u->now->n_ifs; i++) {
-        bool known = false;
-        for (unsigned j = 0; j < n->n_ifs && !known; j++)
-            known = same_if(&n->ifs[j], &u->now->ifs[i]);
-        if (known)
-            continue;
-        if (n->n_ifs >= RES_NET_MAX_IFS) {
-            netupd_end(u, ENOSPC, "too many interfaces");
-            return;
-        }
-        n->ifs[n->n_ifs] = u->now->ifs[i];
-        u->added[n->n_ifs++] = true;
-    }
-    /* routes and neighbours as they are now */
-    memcpy(n->routes, u->now->routes, sizeof n->routes);
-    n->n_routes = u->now->n_routes;
-    memcpy(n->neighs, u->now->neighs, sizeof n->neighs);
-    n->n_neighs = u->now->n_neighs;
-    err_t err = ERR_INIT;
-    if (res_net_attach(n, &err) < 0) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", err_str(&err));
-        for (unsigned i = n->n_ifs; i-- > 0;)
-            if (u->added[i] && !n->ifs[i].attached)
-                res_net_detach_one(n, i, NULL);
-        err_clear(&err);
-        netupd_end(u, EIO, why);
-        return;
-    }
-    u->k = 0;
-    netupd_add_next(u);
-}
-
-static void netupd_rm_next(struct netupd *u);
-
-static void on_netupd_removed(actor_t *a, msg_t **reply, void *arg)
+static void on_res_rescanned(actor_t *a, msg_t **reply, void *arg)
 {
     struct netupd *u = arg;
-    res_net_t *n = u->rt->net;
-    unsigned i = u->rm[u->k];
-    if ((*reply)->status) {
-        char why[MSG_ITEM_MAX + 64];
-        snprintf(why, sizeof why, "unplug %s: %s", n->ifs[i].name,
-                 (*reply)->status_text ? (*reply)->status_text : "failed");
-        netupd_end(u, (*reply)->status, why);
+    msg_res_network_changes_t *ch = MSG_BODY(*reply, RES_NETWORK_CHANGES, res_network_changes);
+    if ((*reply)->status || !ch) {
+        netupd_end(u, (*reply)->status ? (*reply)->status : EPROTO,
+                   (*reply)->status_text ? (*reply)->status_text : "unexpected answer");
         return;
     }
-    log_info("network: %s unplugged (%s)", n->ifs[i].name, n->ifs[i].tap);
-    err_t err = ERR_INIT;
-    if (res_net_detach_one(n, i, &err) < 0)
-        log_error("network: %s", err_str(&err));
-    err_clear(&err);
-    u->k++;
-    netupd_rm_next(u);
-}
-
-static void netupd_rm_next(struct netupd *u)
-{
-    if (u->k >= u->nrm) {
-        netupd_attach(u);
-        return;
-    }
-    msg_t *m = msg_new(MSG_HV_REMOVE_DEVICE);
-    msg_set_str(&((msg_hv_remove_device_t *)m->body)->kind, "network");
-    msg_set_str(&((msg_hv_remove_device_t *)m->body)->id, u->rt->net->ifs[u->rm[u->k]].tap);
-    if (request(u->rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_netupd_removed, u) < 0)
-        netupd_end(u, EIO, "cannot reach the hypervisor actor");
+    u->changes = *reply;
+    *reply = NULL;
+    netupd_next(u);
 }
 
 static void on_update_network(actor_t *a, msg_t **m, void *state)
@@ -1041,37 +1049,17 @@ static void on_update_network(actor_t *a, msg_t **m, void *state)
         return;
     }
     struct netupd *u = calloc(1, sizeof *u);
-    if (u)
-        u->now = calloc(1, sizeof *u->now);
-    if (!rt->net)
-        rt->net = calloc(1, sizeof *rt->net);
-    if (!u || !u->now || !rt->net) {
-        if (u)
-            free(u->now);
+    if (!u || !(u->plugged = json_array())) {
         free(u);
         actor_reply_error(a, *m, ENOMEM, "update network: out of memory");
         return;
     }
-    snprintf(rt->net->netns, sizeof rt->net->netns, "%s", rt->netns);
     u->rt = rt;
     u->req = *m;
     *m = NULL;
-    err_t err = ERR_INIT;
-    if (res_net_scan(rt->netns, u->now, &err) < 0) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", err_str(&err));
-        err_clear(&err);
-        netupd_end(u, EIO, why);
-        return;
-    }
-    for (unsigned j = rt->net->n_ifs; j-- > 0;) {
-        bool still = false;
-        for (unsigned i = 0; i < u->now->n_ifs && !still; i++)
-            still = same_if(&rt->net->ifs[j], &u->now->ifs[i]);
-        if (!still)
-            u->rm[u->nrm++] = j;
-    }
-    netupd_rm_next(u);
+    msg_t *q = msg_new(MSG_RES_RESCAN_NETWORK);
+    if (request(rt, RES_ACTOR_NAME, &q, RES_TIMEOUT_MS, on_res_rescanned, u) < 0)
+        netupd_end(u, EIO, "cannot reach the resources actor");
 }
 
 static void on_guest_net(struct rt *rt, const char *why, void *arg)
@@ -1091,12 +1079,12 @@ static void on_agent_sandbox(actor_t *a, msg_t **reply, void *arg)
         boot_failed(rt, why);
         return;
     }
-    if (rt->net && rt->net->n_ifs) {
-        bool all[RES_NET_MAX_IFS];
-        memset(all, 1, sizeof all);
-        netcfg_start(rt, all, on_guest_net, NULL);
+    json_t *ifaces = rt->net_ifaces ? json_loads(rt->net_ifaces, 0, NULL) : NULL;
+    if (json_array_size(ifaces)) {
+        netcfg_start(rt, ifaces, rt->net_routes, rt->net_neighs, on_guest_net, NULL);
         return;
     }
+    json_decref(ifaces);
     boot_done(rt);
 }
 
@@ -1124,6 +1112,14 @@ static void on_agent_connected(actor_t *a, msg_t **reply, void *arg)
         boot_failed(rt, "cannot reach the agent actor");
 }
 
+static void on_res_pid_added(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status)
+        log_warn("move VMM pid %d into the sandbox cgroup: %s, ignoring", (int)rt->vmm_pid,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+}
+
 static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
 {
     struct rt *rt = arg;
@@ -1139,11 +1135,10 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
         return;
     }
     rt->vmm_pid = (pid_t)b->pid;
-    err_t cerr = ERR_INIT;
-    if (rt->cgroup && rt->vmm_pid > 0 && res_cgroup_add_pid(rt->cgroup, rt->vmm_pid, &cerr) < 0) {
-        log_warn("move VMM pid %d into the sandbox cgroup: %s, ignoring", (int)rt->vmm_pid,
-                 err_str(&cerr));
-        err_clear(&cerr);
+    if (rt->vmm_pid > 0) {
+        msg_t *p = msg_new(MSG_RES_ADD_PID);
+        ((msg_res_add_pid_t *)p->body)->pid = (uint64_t)rt->vmm_pid;
+        request(rt, RES_ACTOR_NAME, &p, RES_TIMEOUT_MS, on_res_pid_added, rt);
     }
     snprintf(rt->backend, sizeof rt->backend, "%s", b->backend);
     snprintf(rt->agent_socket, sizeof rt->agent_socket, "%s", b->agent_socket);
@@ -1155,7 +1150,49 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
         boot_failed(rt, "cannot reach the agent actor");
 }
 
-/* Boots the sandbox sized for its first container. */
+/* The resources actor answered res.prepare_sandbox: boot the VM with the
+ * share and the taps it prepared. */
+static void on_res_ready(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    msg_res_sandbox_ready_t *r = MSG_BODY(*reply, RES_SANDBOX_READY, res_sandbox_ready);
+    if ((*reply)->status || !r) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "%s",
+                 (*reply)->status_text ? (*reply)->status_text : "unexpected answer");
+        rt->backend[0] = 0; /* no VM was started */
+        boot_failed(rt, why);
+        return;
+    }
+    for (size_t i = 0; i < r->warnings.n; i++)
+        log_warn("resources: %s", r->warnings.v[i]);
+    free(rt->net_ifaces);
+    free(rt->net_routes);
+    free(rt->net_neighs);
+    rt->net_ifaces = strdup(r->interfaces[0] ? r->interfaces : "[]");
+    rt->net_routes = strdup(r->routes[0] ? r->routes : "[]");
+    rt->net_neighs = strdup(r->neighbors[0] ? r->neighbors : "[]");
+    msg_t *m = msg_new(MSG_HV_START);
+    msg_hv_start_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->netns, rt->netns);
+    for (size_t i = 0; i < r->taps.n && i < r->macs.n; i++) {
+        msg_strv_push(&b->net_taps, r->taps.v[i]);
+        msg_strv_push(&b->net_macs, r->macs.v[i]);
+    }
+    msg_set_str(&b->dir, rt->dir);
+    b->vcpus = rt->boot_vcpus;
+    b->memory_mib = rt->boot_memory_mib;
+    if (r->share_dir[0]) {
+        msg_set_str(&b->share_dir, r->share_dir);
+        msg_set_str(&b->share_tag, r->share_tag);
+    }
+    if (request(rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_hv_started, rt) < 0)
+        boot_failed(rt, "cannot reach the hypervisor actor");
+}
+
+/* Boots the sandbox sized for its first container: the resources actor
+ * prepares the cgroup, share and taps, then the hypervisor starts. */
 static void boot(struct rt *rt, const oci_spec_t *first)
 {
     sb_move(rt, RT_SB_EV_BOOT);
@@ -1172,70 +1209,34 @@ static void boot(struct rt *rt, const oci_spec_t *first)
         log_warn("sizing: %s; using the defaults", err_str(&err));
         err_clear(&err);
     }
-    res_cgroup_limits_t lim;
-    if (first) {
+    rt->boot_vcpus = size.vcpus;
+    rt->boot_memory_mib = size.memory_mib;
+    res_cgroup_limits_t lim = {0};
+    if (first)
         res_cgroup_limits_from_spec(first, (uint64_t)256 << 20, &lim);
-        if (res_cgroup_create(NULL, rt->sandbox_id, &lim, &rt->cgroup, &err) < 0) {
-            log_warn("host cgroup for sandbox %s: %s; the VMM runs without one", rt->sandbox_id,
-                     err_str(&err));
-            err_clear(&err);
-        } else {
-            size_t nw = 0;
-            const char *const *w = res_cgroup_warnings(rt->cgroup, &nw);
-            for (size_t i = 0; i < nw; i++)
-                log_warn("host cgroup: %s", w[i]);
-        }
-    }
-    char *share = NULL;
-    if (rt->vm) {
-        if (res_share_setup(rt->dir, &share, &err) < 0) {
-            char why[1024];
-            snprintf(why, sizeof why, "set up the share: %s", err_str(&err));
-            err_clear(&err);
-            rt->backend[0] = 0;
-            boot_failed(rt, why);
-            return;
-        }
-        rt->share_ready = true;
-    }
     const char *nsp = NULL;
     if (first && res_net_netns_of_spec(first, &nsp))
         snprintf(rt->netns, sizeof rt->netns, "%s", nsp);
-    if (rt->vm && rt->netns[0]) {
-        if (!(rt->net = calloc(1, sizeof *rt->net)) || res_net_scan(rt->netns, rt->net, &err) < 0 ||
-            res_net_attach(rt->net, &err) < 0) {
-            char why[1024];
-            snprintf(why, sizeof why, "network: %s", rt->net ? err_str(&err) : "out of memory");
-            err_clear(&err);
-            free(share);
-            rt->backend[0] = 0;
-            boot_failed(rt, why);
-            return;
-        }
-    }
-    msg_t *m = msg_new(MSG_HV_START);
-    msg_hv_start_t *b = m->body;
+    msg_t *m = msg_new(MSG_RES_PREPARE_SANDBOX);
+    msg_res_prepare_sandbox_t *b = m->body;
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
-    msg_set_str(&b->netns, rt->netns);
-    for (unsigned i = 0; rt->net && i < rt->net->n_ifs; i++) {
-        char mac[18];
-        res_nl_mac_format(rt->net->ifs[i].mac, mac);
-        msg_strv_push(&b->net_taps, rt->net->ifs[i].tap);
-        msg_strv_push(&b->net_macs, mac);
-    }
+    msg_set_str(&b->root, rt->root);
     msg_set_str(&b->dir, rt->dir);
-    b->vcpus = size.vcpus;
-    b->memory_mib = size.memory_mib;
-    if (share) {
-        msg_set_str(&b->share_dir, share);
-        msg_set_str(&b->share_tag, RES_SHARE_TAG);
-        free(share);
-    }
+    b->vm = rt->vm;
+    msg_set_str(&b->netns, rt->netns);
+    b->memory_bytes = lim.memory_bytes;
+    b->cpu_quota_us = lim.cpu_quota_us;
+    b->cpu_period_us = lim.cpu_period_us;
     log_info("booting %s sandbox: %u vCPUs (%s), %llu MiB (%s)", rt->backend, size.vcpus,
              size.vcpus_from ? size.vcpus_from : "default", (unsigned long long)size.memory_mib,
              size.memory_from ? size.memory_from : "default");
-    if (request(rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_hv_started, rt) < 0)
-        boot_failed(rt, "cannot reach the hypervisor actor");
+    /* from now on the resources actor may hold something of ours (even
+     * when its answer is lost): the shutdown releases it */
+    rt->res_held = true;
+    if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_res_ready, rt) < 0) {
+        rt->backend[0] = 0;
+        boot_failed(rt, "cannot reach the resources actor");
+    }
 }
 
 /* ---- OCI hooks (on the host, at the points the spec names) ------------------------ */
@@ -1341,13 +1342,50 @@ static void on_create_undone(struct op *op, const err_t *why)
         shutdown_sandbox(rt, NULL);
 }
 
+/* Asks the resources actor to drop the container's share (op->c), then
+ * calls next(op); at once when there is none (the local backend). */
+struct share_release {
+    struct op *op;
+    void (*next)(struct op *op);
+};
+
+static void on_share_released(actor_t *a, msg_t **reply, void *arg)
+{
+    struct share_release *sr = arg;
+    if ((*reply)->status)
+        log_warn("remove the share of %s: %s, ignoring", sr->op->c->id,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+    struct op *op = sr->op;
+    void (*next)(struct op *) = sr->next;
+    free(sr);
+    next(op);
+}
+
+static void release_share_then(struct op *op, void (*next)(struct op *op))
+{
+    struct rt *rt = op->rt;
+    struct share_release *sr = rt->vm ? calloc(1, sizeof *sr) : NULL;
+    if (!sr) {
+        next(op);
+        return;
+    }
+    sr->op = op;
+    sr->next = next;
+    msg_t *m = msg_new(MSG_RES_RELEASE_CONTAINER);
+    msg_set_str(&((msg_res_release_container_t *)m->body)->container_id, op->c->id);
+    if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_share_released, sr) < 0) {
+        free(sr);
+        next(op);
+    }
+}
+
+static void create_undo2(struct op *op);
+
 /* Forgets a container whose create failed: share, memory, state. */
 static void create_undo(struct op *op, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void create_undo(struct op *op, int code, const char *fmt, ...)
 {
-    struct rt *rt = op->rt;
-    struct ctr *c = op->c;
     va_list ap;
     va_start(ap, fmt);
     free(op->errtext);
@@ -1355,8 +1393,13 @@ static void create_undo(struct op *op, int code, const char *fmt, ...)
         abort();
     va_end(ap);
     op->step = code;
-    if (rt->vm)
-        res_share_remove_container(rt->dir, c->id, NULL);
+    release_share_then(op, create_undo2);
+}
+
+static void create_undo2(struct op *op)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
     unlink_ctr(rt, c);
     remove_container_state(rt, c->id, NULL, NULL);
     ctr_free(c);
@@ -1434,17 +1477,28 @@ static void create_hooks_done(struct op *op, int result, err_t *err)
     set_state_then(op, C_CREATED, on_created_saved);
 }
 
-static void on_creating_saved(struct op *op, const err_t *why)
+/* `creating` could not be written: the share goes, then the container;
+ * the caller is told (op->step, op->errtext). */
+static void creating_unsaved_end(struct op *op)
 {
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
+    actor_reply_error(rt->self, op->req, op->step ? op->step : EIO, "%s",
+                      op->errtext ? op->errtext : "save state failed");
+    unlink_ctr(rt, c);
+    remove_container_state(rt, c->id, NULL, NULL); /* and its unwritten record */
+    ctr_free(c);
+    op_free(op);
+}
+
+static void on_creating_saved(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
     if (why) {
-        actor_reply_error(rt->self, op->req, why->code ? why->code : EIO, "save state: %s",
-                          err_str(why));
-        unlink_ctr(rt, c);
-        remove_container_state(rt, c->id, NULL, NULL); /* and its unwritten record */
-        ctr_free(c);
-        op_free(op);
+        op->step = why->code ? why->code : EIO;
+        if (asprintf(&op->errtext, "save state: %s", err_str(why)) < 0)
+            abort();
+        release_share_then(op, creating_unsaved_end);
         return;
     }
     save_sandbox(rt);
@@ -1452,6 +1506,81 @@ static void on_creating_saved(struct op *op, const err_t *why)
     op->next = NULL;
     if (request(rt, "agent", &m, AGENT_TIMEOUT_MS, on_agent_created, op) < 0)
         create_undo(op, EIO, "cannot reach the agent actor");
+}
+
+/* A create refused before the container was known (op->c not linked):
+ * answered once its share (if any) is gone. */
+static void create_refused_end(struct op *op)
+{
+    actor_reply_error(op->rt->self, op->req, op->step ? op->step : EINVAL, "%s",
+                      op->errtext ? op->errtext : "create refused");
+    ctr_free(op->c);
+    op->c = NULL;
+    op_free(op);
+}
+
+static void create_refused(struct op *op, err_t *err, bool shared)
+{
+    op->step = err->code;
+    free(op->errtext);
+    op->errtext = strdup(err_str(err));
+    err_clear(err);
+    if (shared)
+        release_share_then(op, create_refused_end);
+    else
+        create_refused_end(op);
+}
+
+/* The container's files are where the guest will see them (guest_json:
+ * its spec for the guest, NULL = the bundle's): the agent creates it once
+ * the file says `creating`. */
+static void create_in_guest(struct op *op, const char *guest_json, const char *guest_rootfs)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    msg_rt_create_t *b = op->req->body;
+    err_t err = ERR_INIT;
+    char *amended = amend_spec(guest_json ? guest_json : b->spec, guest_rootfs, rt->vm, &err);
+    if (!amended) {
+        create_refused(op, &err, rt->vm);
+        return;
+    }
+    c->state = C_CREATING;
+    c->next = rt->ctrs;
+    rt->ctrs = c;
+    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
+    msg_agent_create_container_t *ab = m->body;
+    msg_set_str(&ab->container_id, c->id);
+    free(ab->spec);
+    ab->spec = amended;
+    msg_set_str(&ab->rootfs, guest_rootfs);
+    msg_set_str(&ab->storages, "[]");
+    ab->stdin = true;
+    op->next = m;
+    save_container_then(rt, c, op, on_creating_saved);
+}
+
+static void on_res_container(actor_t *a, msg_t **reply, void *arg)
+{
+    struct op *op = arg;
+    struct rt *rt = op->rt;
+    msg_res_container_ready_t *r = MSG_BODY(*reply, RES_CONTAINER_READY, res_container_ready);
+    err_t err = ERR_INIT;
+    if ((*reply)->status || !r) {
+        err_make(&err, (*reply)->status ? (*reply)->status : EPROTO, "share the container: %s",
+                 (*reply)->status_text ? (*reply)->status_text : "unexpected answer");
+        /* a lost answer may have left the share: a release is harmless */
+        create_refused(op, &err, (*reply)->status == ETIMEDOUT);
+        return;
+    }
+    if (rt->sb != SB_READY || find(rt, op->c->id)) {
+        err_make(&err, rt->sb != SB_READY ? EIO : EEXIST, "%s",
+                 rt->sb != SB_READY ? "sandbox is no longer ready"
+                                    : "container with given ID already exists");
+        create_refused(op, &err, true);
+        return;
+    }
+    create_in_guest(op, r->spec, r->rootfs);
 }
 
 static void create_container(struct rt *rt, msg_t **req)
@@ -1501,60 +1630,27 @@ static void create_container(struct rt *rt, msg_t **req)
     c->console = b->console;
     c->owner = (uint32_t)b->owner_uid;
     c->created = persist_time_now();
-    char *amended = NULL, *guest_json = NULL;
-    const char *guest_rootfs = NULL;
-    res_container_share_t *share = NULL;
+    struct op *op = op_new(rt, req, c);
     if (oci_spec_parse(b->spec, strlen(b->spec), &c->spec, &err) < 0 ||
         res_devices_check(c->spec, &err) < 0 ||
-        !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err)))
-        goto refused;
-    guest_rootfs = c->rootfs;
-    if (rt->vm) {
-        /* the rootfs and bind mounts reach the guest through the share */
-        if (res_share_add_container(rt->dir, c->id, c->spec, b->bundle, &share, &err) < 0)
-            goto refused;
-        oci_spec_t *gs = c->spec;
-        free(gs->root_path);
-        gs->root_path = strdup(share->rootfs);
-        oci_mounts_free(gs->mounts, gs->n_mounts);
-        gs->mounts = share->mounts;
-        gs->n_mounts = share->n_mounts;
-        share->mounts = NULL;
-        share->n_mounts = 0;
-        if (oci_spec_to_json(gs, &guest_json, NULL, &err) < 0) {
-            res_share_remove_container(rt->dir, c->id, NULL);
-            goto refused;
-        }
-        guest_rootfs = share->rootfs;
-    }
-    if (!(amended = amend_spec(guest_json ? guest_json : b->spec, guest_rootfs, rt->vm, &err))) {
-        if (rt->vm)
-            res_share_remove_container(rt->dir, c->id, NULL);
-    refused:
-        actor_reply_error(a, *req, err.code ? err.code : EINVAL, "%s", err_str(&err));
-        err_clear(&err);
-        ctr_free(c);
-        free(guest_json);
-        res_container_share_free(&share);
+        !(c->rootfs = host_rootfs(b->bundle, c->spec->root_path, &err))) {
+        create_refused(op, &err, false);
         return;
     }
-    free(guest_json);
-    c->state = C_CREATING;
-    c->next = rt->ctrs;
-    rt->ctrs = c;
-    msg_t *m = msg_new(MSG_AGENT_CREATE_CONTAINER);
-    msg_agent_create_container_t *ab = m->body;
-    msg_set_str(&ab->container_id, c->id);
-    free(ab->spec);
-    ab->spec = amended;
-    msg_set_str(&ab->rootfs, guest_rootfs);
-    res_container_share_free(&share);
-    msg_set_str(&ab->storages, "[]");
-    ab->stdin = true;
-    struct op *op = op_new(rt, req, c);
-    op->next = m;
-    /* the guest creates it once the file says `creating` */
-    save_container_then(rt, c, op, on_creating_saved);
+    if (!rt->vm) {
+        create_in_guest(op, NULL, c->rootfs);
+        return;
+    }
+    /* the rootfs and bind mounts reach the guest through the share */
+    msg_t *m = msg_new(MSG_RES_PREPARE_CONTAINER);
+    msg_res_prepare_container_t *q = m->body;
+    msg_set_str(&q->container_id, c->id);
+    msg_set_str(&q->bundle, b->bundle);
+    msg_set_str(&q->spec, b->spec);
+    if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_res_container, op) < 0) {
+        err_make(&err, EIO, "cannot reach the resources actor");
+        create_refused(op, &err, false);
+    }
 }
 
 static void on_create(actor_t *a, msg_t **m, void *state)
@@ -2130,6 +2226,29 @@ static void on_hv_exited(actor_t *a, msg_t **m, void *state)
     sandbox_lost(rt, why);
 }
 
+static void on_vm_stopped_after_res_loss(actor_t *a, msg_t **reply, void *arg)
+{
+    struct rt *rt = arg;
+    if ((*reply)->status) {
+        log_warn("stop VM: %s", (*reply)->status_text ? (*reply)->status_text : "");
+        sandbox_lost(rt, "actor resources down, and the VM does not stop");
+    }
+}
+
+/* The resources actor is gone, and with it (its fini) the share, taps and
+ * cgroup the VM uses: the VM stops now rather than run on without them
+ * (its hv.exited then loses the sandbox, as for any VM exit, and tells the
+ * proxies first).  False when there is no VM to stop. */
+static bool stop_vm_after_res_loss(struct rt *rt, const char *why)
+{
+    if (!rt->backend[0] || (rt->sb != SB_READY && rt->sb != SB_BOOTING))
+        return false;
+    log_error("sandbox %s: %s: stopping the VM", rt->sandbox_id, why);
+    msg_t *m = msg_new(MSG_HV_STOP);
+    ((msg_hv_stop_t *)m->body)->timeout_ms = 5000;
+    return request(rt, HV_ACTOR_NAME, &m, 15000, on_vm_stopped_after_res_loss, rt) == 0;
+}
+
 /* A peer actor died (supervisor's actor.down): its requests already failed
  * (actors/actor.c); without the hypervisor or the agent actor nothing in
  * the sandbox can be reached, so it is lost as if the VM had exited. */
@@ -2137,10 +2256,13 @@ static void on_actor_down(actor_t *a, msg_t **m, void *state)
 {
     struct rt *rt = state;
     msg_actor_down_t *b = (*m)->body;
-    if (strcmp(b->name, HV_ACTOR_NAME) && strcmp(b->name, "agent"))
+    if (strcmp(b->name, HV_ACTOR_NAME) && strcmp(b->name, "agent") &&
+        strcmp(b->name, RES_ACTOR_NAME))
         return;
     char why[MSG_SMALL * 2 + 32];
     snprintf(why, sizeof why, "actor %s down: %s", b->name, b->reason);
+    if (!strcmp(b->name, RES_ACTOR_NAME) && stop_vm_after_res_loss(rt, why))
+        return; /* its hv.exited loses the sandbox */
     sandbox_lost(rt, why);
 }
 
@@ -2170,6 +2292,7 @@ static void on_fault(actor_t *a, msg_t **m, void *state)
 /* ---- delete ---------------------------------------------------------------------------- */
 
 static void delete_finish2(struct op *op, int result, err_t *e);
+static void delete_finish3(struct op *op);
 
 static void on_deleted_saved(struct op *op, const err_t *why)
 {
@@ -2188,7 +2311,6 @@ static void delete_finish2(struct op *op, int result, err_t *e)
 {
     struct rt *rt = op->rt;
     struct ctr *c = op->c;
-    err_t err = ERR_INIT;
     remove_container_state(rt, c->id, NULL, NULL); /* a failure is logged, and ignored */
     for (struct waiter **pp = &rt->waiters; *pp;) {
         struct waiter *w = *pp;
@@ -2202,10 +2324,16 @@ static void delete_finish2(struct op *op, int result, err_t *e)
         pp = &w->next;
     }
     pwatch_drop(rt, c->id);
-    if (rt->vm && res_share_remove_container(rt->dir, c->id, &err) < 0) {
-        log_warn("remove the share of %s: %s, ignoring", c->id, err_str(&err));
-        err_clear(&err);
-    }
+    release_share_then(op, delete_finish3);
+}
+
+/* the share is gone: the container goes from memory, and the sandbox with
+ * the last one */
+static void delete_finish3(struct op *op)
+{
+    struct rt *rt = op->rt;
+    struct ctr *c = op->c;
+    err_t err = ERR_INIT;
     log_info("container %s deleted", c->id);
     {
         /* proxies of containers that never ran wait for this */
@@ -2301,9 +2429,10 @@ static void fini(actor_t *a, void *state)
         ctr_free(c);
     }
     msg_destroy(&rt->shutdown_req);
-    net_release(rt);
     pwatch_drop(rt, NULL);
-    res_cgroup_destroy(&rt->cgroup);
+    free(rt->net_ifaces);
+    free(rt->net_routes);
+    free(rt->net_neighs);
     free(rt->created);
     free(rt);
 }

@@ -19,6 +19,7 @@
 
 #include "actors/client.h"
 #include "hypervisors/hypervisor_actor.h"
+#include "resources/resource_actor.h"
 #include "runtimes/runtime_actor.h"
 #include "agent/agent_actor.h"
 #include "persist/persist_actor.h"
@@ -137,7 +138,7 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     cfg_t *cfg = NULL;
     bus_t *bus = NULL;
     bus_client_t *sig_client = NULL; /* carries rt.shutdown after a signal */
-    actor_t *hv = NULL, *rt = NULL, *fe = NULL, *pst = NULL;
+    actor_t *hv = NULL, *rt = NULL, *fe = NULL, *pst = NULL, *res = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
     int done_fd = -1, sig_fd = -1, fe_fd = -1, claim_fd = -1, rc;
@@ -170,6 +171,8 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     if ((rc = persist_actor_start(&ao, o->root, &pst, err)) < 0)
         goto out;
     if ((rc = hv_actor_start(&ao, cfg, agent_bin, &hv, err)) < 0)
+        goto out;
+    if ((rc = res_actor_start(&ao, NULL, &res, err)) < 0)
         goto out;
     agent_actor_opts_t aopts = {.fd = -1};
     if ((rc = agent_actor_start(&ao, &aopts, &agent, err)) < 0)
@@ -244,6 +247,7 @@ out:
     actor_stop(&rt, 5000);
     agent_actor_stop(&agent, 5000);
     actor_stop(&hv, 10000); /* its fini kills the VM if it still runs */
+    actor_stop(&res, 5000); /* then the cgroup is empty: its fini releases what is left */
     actor_stop(&pst, 5000);
     bus_destroy(&bus);
     if (done_fd >= 0)

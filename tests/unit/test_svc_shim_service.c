@@ -21,6 +21,7 @@
 #include <event2/event.h>
 
 #include "hypervisors/hypervisor_actor.h"
+#include "resources/resource_actor.h"
 #include "persist/persist_actor.h"
 #include "runtimes/runtime_actor.h"
 #include "bus/bus.h"
@@ -150,7 +151,7 @@ static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
 struct fx {
     char root[64], bundle[128], sock[160], out[160], in[160];
     bus_t *bus;
-    actor_t *hv, *agent, *rt, *shim, *pst;
+    actor_t *hv, *agent, *rt, *shim, *pst, *res;
     cfg_t *cfg;
     int done_fd, exit_fd;
     struct fake_agent fa;
@@ -199,6 +200,12 @@ static int fx_setup(void **state)
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
     assert_int_equal(persist_actor_start(&ao, f->root, &f->pst, &err), 0);
     assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
+    /* no cgroup file system under the root: the sandbox runs without a host
+     * cgroup (tests/unit/test_res_actor.c covers it) */
+    char cgfs[192];
+    snprintf(cgfs, sizeof cgfs, "%s/no-cgroupfs", f->root);
+    res_actor_opts_t rso = {.cgroup_fs_root = cgfs};
+    assert_int_equal(res_actor_start(&ao, &rso, &f->res, &err), 0);
     for (size_t i = 0; i < sizeof fa_types / sizeof fa_types[0]; i++)
         fa_handlers[i] = (actor_handler_t){fa_types[i], fa_any};
     f->agent_def.name = "agent";
@@ -242,6 +249,7 @@ static int fx_teardown(void **state)
     actor_stop(&f->rt, 2000);
     actor_stop(&f->agent, 2000);
     actor_stop(&f->hv, 2000);
+    actor_stop(&f->res, 2000);
     actor_stop(&f->pst, 2000);
     bus_destroy(&f->bus);
     cfg_destroy(&f->cfg);
