@@ -142,9 +142,26 @@ consistent() {
     done
 }
 
+# The host cgroup of sandbox $1 under this root (resources/resource_actor.h:
+# <id>-<FNV-1a 64 of the root's real path, top 48 bits in hex>)
+cgroup_name() {
+    python3 - "$R" "$1" <<'EOF2'
+import os, sys
+h = 0xcbf29ce484222325
+for b in os.path.realpath(sys.argv[1]).encode():
+    h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+print("%s-%012x" % (sys.argv[2], h >> 16))
+EOF2
+}
+
 # leaks: nothing of the sandbox may be left after delete -f
 leaks() {
     sleep 0.3
+    local id cg
+    for id in life pod; do
+        cg=$(find /sys/fs/cgroup -maxdepth 4 -type d -path '*/husk/*' -name "$(cgroup_name $id)" 2>/dev/null)
+        [ -n "$cg" ] && { note "cgroup left: $cg"; echo "$cg" | xargs -r rmdir 2>/dev/null; }
+    done
     local procs
     procs=$(pgrep -af "$R/" 2>/dev/null | grep -v pgrep)
     [ -n "$procs" ] && note "processes left: $(echo "$procs" | cut -c1-200 | tr '\n' ';')"
@@ -221,6 +238,7 @@ FAULTS=(
     "drop start|drop type=agent.start_container count=1|life|did not answer agent.start_container within 10000 ms"
     "drop exec reply|drop type=agent.pid from=agent to=runtime skip=1 count=1|life|did not answer agent.exec_process within 10000 ms"
     "drop hv reply|drop type=hv.started from=hypervisor count=1|life|did not answer hv.start within 20000 ms"
+    "drop res reply|drop type=res.sandbox_ready from=resources count=1|life|did not answer res.prepare_sandbox within 10000 ms"
     "delay agent|delay:300 type=agent.* count=6"
     "delay rt|delay:500 type=rt.* count=4"
     "duplicate start|duplicate type=agent.start_container count=1"
@@ -229,6 +247,7 @@ FAULTS=(
     "corrupt reply|corrupt:4 type=agent.ok to=runtime count=1 seed=3"
     "kill agent actor|kill to=agent type=agent.start_container"
     "kill hv actor|kill to=hypervisor type=hv.start"
+    "kill res actor|kill to=resources type=res.add_pid"
     "kill runtime|kill to=runtime type=rt.start|life"
     "kill vmm at create|kill-vmm type=agent.create_container|life"
     "kill vmm|kill-vmm type=agent.start_container"
