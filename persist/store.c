@@ -1,6 +1,7 @@
 /* persist/store: sandbox and container state on disk.  See store.h and
  * docs/state.md. */
 #include "common/clock.h"
+#include "common/xalloc.h"
 #include "persist/store.h"
 
 #include <dirent.h>
@@ -36,34 +37,6 @@ struct persist_lock {
 };
 
 /* ---- allocation (OOM aborts) -------------------------------------------- */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d)
-        abort();
-    return d;
-}
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return s;
-}
 
 static void cleanup_json(json_t **j)
 {

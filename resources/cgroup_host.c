@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 
 #ifndef CGROUP_SUPER_MAGIC
 #define CGROUP_SUPER_MAGIC 0x27e0eb
@@ -43,18 +44,6 @@ struct res_cgroup {
 };
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    char *s = NULL;
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return s;
-}
 
 static void warn(res_cgroup_t *cg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void warn(res_cgroup_t *cg, const char *fmt, ...)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/xalloc.h"
 
 typedef struct hook {
     char *path;
@@ -56,22 +57,6 @@ struct rt_hooks_run {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-    if (!d)
-        abort();
-    return d;
-}
 
 static char **strv_dup(char *const *v, size_t n, const char *first_if_empty)
 {

@@ -33,6 +33,7 @@
 #include "actors/client.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "oci/spec.h"
 #include "persist/store.h"
 #include "hypervisors/hv.h"
@@ -116,18 +117,6 @@ static int fail_err(const cli_opts_t *o, int code, const char *prefix, err_t *er
 }
 
 /* ---- small helpers ------------------------------------------------------------ */
-
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        abort();
-    va_end(ap);
-    return s;
-}
 
 static char *abs_path(const char *p)
 {

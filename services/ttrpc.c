@@ -20,39 +20,14 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "services/proto/ttrpc/ttrpc.pb-c.h"
 
 /* OOM policy: abort (crun's xmalloc).  Nobody tests recovery paths. */
-static void *xmalloc(size_t n)
+/* protobuf-c leaves unset strings NULL on some paths: keep "" instead */
+static char *dup_or_empty(const char *s)
 {
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n ? n : 1, sz ? sz : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s ? s : "");
-    if (!p)
-        abort();
-    return p;
-}
-
-static char *xvasprintf(const char *fmt, va_list ap)
-{
-    char *s = NULL;
-    if (vasprintf(&s, fmt, ap) < 0)
-        abort();
-    return s;
+    return xstrdup(s ? s : "");
 }
 
 /* libevent writes with writev(), which raises SIGPIPE on a connection the
@@ -500,14 +475,14 @@ static int conn_on_frame(const ttrpc_frame_t *f, void *arg)
     ttrpc_call_t *c = xcalloc(1, sizeof(*c));
     c->conn = conn;
     c->stream_id = sid;
-    c->service = xstrdup(req->service);
-    c->method = xstrdup(req->method);
+    c->service = dup_or_empty(req->service);
+    c->method = dup_or_empty(req->method);
     c->timeout_ns = req->timeout_nano;
     c->n_md = req->n_metadata;
     c->md = xcalloc(2 * c->n_md, sizeof(char *));
     for (size_t i = 0; i < c->n_md; i++) {
-        c->md[2 * i] = xstrdup(req->metadata[i]->key);
-        c->md[2 * i + 1] = xstrdup(req->metadata[i]->value);
+        c->md[2 * i] = dup_or_empty(req->metadata[i]->key);
+        c->md[2 * i + 1] = dup_or_empty(req->metadata[i]->value);
     }
     c->next = conn->calls;
     if (conn->calls)
@@ -701,7 +676,7 @@ int ttrpc_server_register(ttrpc_server_t *self, const char *name, ttrpc_handler_
     self->methods = realloc(self->methods, (self->n_methods + 1) * sizeof(*self->methods));
     if (!self->methods)
         abort();
-    self->methods[self->n_methods++] = (struct method){.name = xstrdup(name), .fn = fn, .arg = arg};
+    self->methods[self->n_methods++] = (struct method){.name = dup_or_empty(name), .fn = fn, .arg = arg};
     return 0;
 }
 
@@ -1096,7 +1071,7 @@ static void sync_reply_cb(const ttrpc_status_t *st, const uint8_t *payload, size
     struct sync_ctx *ctx = arg;
     ctx->done = true;
     ctx->res->code = st->code;
-    ctx->res->message = xstrdup(st->message);
+    ctx->res->message = dup_or_empty(st->message);
     if (len > 0) {
         ctx->res->payload = xmalloc(len);
         memcpy(ctx->res->payload, payload, len);

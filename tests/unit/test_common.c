@@ -13,6 +13,7 @@
 #include "bus/faults.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 
 static void test_err_make_wrap_and_clear(void **s)
 {
@@ -113,6 +114,24 @@ static void test_log_level_filter_and_parsers(void **s)
     assert_int_equal(log_get_level(), LOG_ERROR);
 }
 
+static void test_xalloc_zero_sizes_null_and_format(void **s)
+{
+    (void)s;
+    void *a = xmalloc(0), *b = xcalloc(0, 0);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(*(char *)b, 0);
+    free(a);
+    free(b);
+    assert_null(xstrdup(NULL));
+    char *d = xstrdup("husk");
+    assert_string_equal(d, "husk");
+    free(d);
+    char *f = xasprintf("%s-%d", "sb", 42);
+    assert_string_equal(f, "sb-42");
+    free(f);
+}
+
 static void test_faults_grammar_accepts_and_canonicalizes(void **s)
 {
     faults_t *f = faults_new();
@@ -206,6 +225,7 @@ int main(void)
         cmocka_unit_test(test_log_logfmt_fields_and_quoting),
         cmocka_unit_test(test_log_json_lines),
         cmocka_unit_test(test_log_level_filter_and_parsers),
+        cmocka_unit_test(test_xalloc_zero_sizes_null_and_format),
         cmocka_unit_test(test_faults_grammar_accepts_and_canonicalizes),
         cmocka_unit_test(test_faults_grammar_rejects_with_reasons),
         cmocka_unit_test(test_faults_skip_lets_the_first_matches_pass),
