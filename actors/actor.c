@@ -693,6 +693,31 @@ static int setup(actor_t *a, err_t *err)
     return actor_request(a, "bus", &hello, a->start_timeout_ms, on_hello, NULL, err);
 }
 
+static void on_rejoined(actor_t *a, msg_t **reply, void *arg)
+{
+    if ((*reply)->status)
+        log_debug("actor %s: rejoin: %s", a->name,
+                  (*reply)->status_text ? (*reply)->status_text : "failed");
+}
+
+int actor_rejoin(actor_t *a, err_t *err)
+{
+    for (const char *const *s = a->def->subscribe; s && *s; s++) {
+        msg_t *sub = msg_new(MSG_BUS_SUBSCRIBE);
+        if (!sub)
+            return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
+        msg_set_str(&((msg_bus_subscribe_t *)sub->body)->prefix, *s);
+        if (actor_send(a, "bus", &sub, err) < 0)
+            return -1;
+    }
+    msg_t *hello = msg_new(MSG_BUS_HELLO);
+    if (!hello)
+        return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
+    msg_set_str(&((msg_bus_hello_t *)hello->body)->name, a->name);
+    ((msg_bus_hello_t *)hello->body)->pid = (uint64_t)getpid();
+    return actor_request(a, "bus", &hello, a->start_timeout_ms, on_rejoined, NULL, err);
+}
+
 static void teardown(actor_t *a)
 {
     cancel_all_pending(a);

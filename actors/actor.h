@@ -112,4 +112,10 @@ void actor_unwatch(actor_t *a, actor_watch_t **w);
 /* Ends the actor's loop from inside (fini runs, bye is sent). */
 void actor_exit(actor_t *a, const char *reason);
 
+/* Registers again with a broker that may be a new one (its daemon was
+ * restarted, docs/state.md "Restore"): the subscriptions of the actor's
+ * definition and a hello.  Harmless with the same broker (it ignores a
+ * subscription it has).  From the actor's own thread. */
+int actor_rejoin(actor_t *a, err_t *err);
+
 #endif

@@ -92,6 +92,7 @@ static const struct {
     {MSG_AGENT_UPDATE_CONTAINER, MSG_AGENT_OK},
     {MSG_AGENT_STATS_CONTAINER, MSG_AGENT_STATS},
     {MSG_AGENT_LIST_PROCESSES, MSG_AGENT_PROCESSES},
+    {MSG_AGENT_LIST_CONTAINERS, MSG_AGENT_CONTAINERS},
     {MSG_AGENT_MOUNT_STORAGES, MSG_AGENT_OK},
     {MSG_AGENT_UPDATE_INTERFACE, MSG_AGENT_INTERFACE},
     {MSG_AGENT_UPDATE_ROUTES, MSG_AGENT_ROUTES},
@@ -149,6 +150,20 @@ static void stream_add(struct agent_actor *aa, const char *cid, const char *eid,
     }
     s->credit[0] = s->credit[1] = window ? window : AGENT_OUTPUT_WINDOW;
     s->eof[0] = s->eof[1] = false;
+}
+
+/* Restore: the guest's streams as it listed them (it restarts their
+ * credit from AGENT_OUTPUT_WINDOW when it answers the list).  Only ids
+ * the guest would accept; the runtime judges the rest of the list. */
+static void streams_listed(struct agent_actor *aa, const msg_agent_containers_t *b)
+{
+    size_t n = b->container_ids.n;
+    if (b->exec_ids.n != n || b->exited.n != n)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!b->exited.v[i] && strlen(b->container_ids.v[i]) <= AGENT_ID_MAX &&
+            strlen(b->exec_ids.v[i]) <= AGENT_ID_MAX)
+            stream_add(aa, b->container_ids.v[i], b->exec_ids.v[i], 0);
 }
 
 static void streams_drop(struct agent_actor *aa, const char *cid)
@@ -476,6 +491,8 @@ static void on_guest_reply(struct agent_actor *aa, msg_t **mp)
     if (m->type != MSG_BUS_ERROR && m->status == 0) {
         if (f->type == MSG_AGENT_CREATE_CONTAINER || f->type == MSG_AGENT_EXEC_PROCESS)
             stream_add(aa, f->cid, f->eid, f->window);
+        else if (f->type == MSG_AGENT_LIST_CONTAINERS)
+            streams_listed(aa, m->body);
         else if (f->type == MSG_AGENT_REMOVE_CONTAINER)
             streams_drop(aa, f->cid);
     }
@@ -601,8 +618,11 @@ static void on_request(actor_t *a, msg_t **mp, void *state)
         if (aa->lost)
             return;
         struct hstream *s = stream_find(aa, b->container_id, b->exec_id);
-        if (s && b->stream >= 1 && b->stream <= 2)
-            s->credit[b->stream - 1] += b->bytes;
+        /* an ack for a stream not (or no longer, or not yet after a
+         * restore) known here is dropped: guest and host credit stay equal */
+        if (!s || b->stream < 1 || b->stream > 2)
+            return;
+        s->credit[b->stream - 1] += b->bytes;
         if (chan_send(aa, m, ++aa->next_gid, &err) < 0) {
             log_warn("output_ack from %s: %s", m->from, err_str(&err));
             err_clear(&err);

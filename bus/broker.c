@@ -42,6 +42,7 @@ struct delayed {
 };
 
 struct bus {
+    uint64_t epoch; /* this broker's life (pongs carry it: a peer sees a restart) */
     void *ctx;
     void *router;
     void *tap;
@@ -268,6 +269,14 @@ static msg_t *fault_state(bus_t *b, const msg_t *req)
     return r;
 }
 
+static bool has_sub(const bus_t *b, const char *name, const char *prefix)
+{
+    for (size_t i = 0; i < b->nsubs; i++)
+        if (!strcmp(b->subs[i].name, name) && !strcmp(b->subs[i].prefix, prefix))
+            return true;
+    return false;
+}
+
 static void control(bus_t *b, const char *from, const void *env, size_t len)
 {
     msg_t *m = NULL, *reply = NULL;
@@ -316,7 +325,9 @@ static void control(bus_t *b, const char *from, const void *env, size_t len)
         break;
     }
     case MSG_BUS_SUBSCRIBE:
-        if (b->nsubs < MAX_SUBS) {
+        if (has_sub(b, from, ((msg_bus_subscribe_t *)m->body)->prefix)) {
+            reply = msg_new_reply(m, MSG_BUS_SUBSCRIBE); /* a rejoin: once is enough */
+        } else if (b->nsubs < MAX_SUBS) {
             struct sub *s = &b->subs[b->nsubs++];
             snprintf(s->name, sizeof s->name, "%s", from);
             snprintf(s->prefix, sizeof s->prefix, "%s", ((msg_bus_subscribe_t *)m->body)->prefix);
@@ -327,8 +338,10 @@ static void control(bus_t *b, const char *from, const void *env, size_t len)
         break;
     case MSG_BUS_PING:
         reply = msg_new_reply(m, MSG_BUS_PONG);
-        if (reply)
+        if (reply) {
             ((msg_bus_pong_t *)reply->body)->seq = ((msg_bus_ping_t *)m->body)->seq;
+            ((msg_bus_pong_t *)reply->body)->epoch = b->epoch;
+        }
         break;
     case MSG_BUS_PONG:
         break; /* heartbeat answer: last_seen already updated */
@@ -648,6 +661,8 @@ int bus_new(const bus_opts_t *opts, bus_t **out, err_t *err)
 {
     bus_opts_t o = opts ? *opts : (bus_opts_t){0};
     bus_t *b = calloc(1, sizeof *b);
+    if (b)
+        b->epoch = clock_real_ns() ^ ((uint64_t)getpid() << 40);
     if (!b)
         return err_make(err, ENOMEM, "bus: out of memory");
     b->supervise_ms = o.supervise_ms == 0 ? 1000 : o.supervise_ms;

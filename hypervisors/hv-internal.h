@@ -33,4 +33,11 @@ void hv_done(hv_t *hv, hv_done_fn done, void *arg, int status, const err_t *err)
 /* Shared by backends: a device id is [A-Za-z0-9_.-]{1,31}. */
 int hv_check_id(const char *what, const char *id, err_t *err);
 
+/* Shared by backends' attach: 0 when pid is alive (not a zombie) with
+ * /proc starttime `start`; ESRCH otherwise. */
+int hv_pid_check(pid_t pid, uint64_t start, err_t *err);
+/* Kills a process that is not our child through its pidfd and waits (at
+ * most timeout_ms) until it is gone; closes the pidfd. */
+void hv_pidfd_kill_wait(int pidfd, int timeout_ms);
+
 #endif

@@ -2,6 +2,9 @@
 #include "hypervisors/hv-internal.h"
 
 #include <ctype.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -333,6 +336,59 @@ int hv_prepare(hv_t *hv, err_t *err)
 int hv_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
 {
     return hv->ops->start ? hv->ops->start(hv, done, arg, err) : NOTSUP(hv, "start");
+}
+
+int hv_attach(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg, err_t *err)
+{
+    if (pid <= 0)
+        return err_make(err, EINVAL, "%s: attach: no VMM pid", hv->ops->name);
+    return hv->ops->attach ? hv->ops->attach(hv, pid, pid_start, done, arg, err)
+                           : NOTSUP(hv, "attach");
+}
+
+int hv_pid_check(pid_t pid, uint64_t start, err_t *err)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return err_make(err, ESRCH, "VMM pid %d is gone", (int)pid);
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return err_make(err, ESRCH, "VMM pid %d is gone", (int)pid);
+    buf[n] = 0;
+    /* after the last ')' (the name may hold any byte): state, then field 22 */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return err_make(err, ESRCH, "VMM pid %d: unreadable /proc stat", (int)pid);
+    char state = p[2];
+    if (state == 'Z' || state == 'X' || state == 'x')
+        return err_make(err, ESRCH, "VMM pid %d has exited", (int)pid);
+    p += 2;
+    for (int field = 3; field < 22 && p; field++) {
+        p = strchr(p, ' ');
+        if (p)
+            p++;
+    }
+    unsigned long long st = 0;
+    if (!p || sscanf(p, "%llu", &st) != 1)
+        return err_make(err, ESRCH, "VMM pid %d: unreadable /proc stat", (int)pid);
+    if (start && st != start)
+        return err_make(err, ESRCH, "VMM pid %d is another process now (start time %llu, not %llu)",
+                        (int)pid, st, (unsigned long long)start);
+    return 0;
+}
+
+void hv_pidfd_kill_wait(int pidfd, int timeout_ms)
+{
+    if (pidfd < 0)
+        return;
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    struct pollfd p = {pidfd, POLLIN, 0};
+    while (poll(&p, 1, timeout_ms) < 0 && errno == EINTR)
+        ;
+    close(pidfd);
 }
 
 int hv_stop(hv_t *hv, hv_done_fn done, void *arg, err_t *err)

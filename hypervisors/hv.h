@@ -221,6 +221,10 @@ struct hv_ops {
     int (*pids)(hv_t *hv, pid_t *pids, size_t max, size_t *n, err_t *err);
     uint32_t (*capabilities)(hv_t *hv); /* NULL: the static caps */
     const char *(*agent_socket)(hv_t *hv);
+    /* Takes over a VMM that a previous owner started and that outlived it
+     * (see hv_attach). */
+    int (*attach)(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg,
+                  err_t *err);
 };
 
 /* Registry. */
@@ -262,6 +266,14 @@ int hv_resize_vcpus(hv_t *hv, unsigned vcpus, hv_done_fn done, void *arg, err_t 
 int hv_resize_memory(hv_t *hv, unsigned memory_mib, hv_done_fn done, void *arg, err_t *err);
 int hv_save(hv_t *hv, const char *path, hv_done_fn done, void *arg, err_t *err);
 int hv_restore(hv_t *hv, const char *path, hv_done_fn done, void *arg, err_t *err);
+/* Restore: takes over the running VMM of this sandbox (same config as the
+ * instance that started it: sandbox_dir, id) whose pid and /proc starttime
+ * (field 22) were persisted.  Fails with ESRCH when that process is gone
+ * or the pid now names another process.  qemu reconnects QMP at
+ * <sandbox_dir>/qmp.sock (done once negotiated); local re-finds its agent.
+ * The VMM is not our child: its exit is still seen (pidfd), but not its
+ * status.  Asynchronous like start. */
+int hv_attach(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg, err_t *err);
 /* Host pids of the VMM (qemu: one).  *n receives the count. */
 int hv_pids(hv_t *hv, pid_t *pids, size_t max, size_t *n, err_t *err);
 uint32_t hv_capabilities(hv_t *hv);

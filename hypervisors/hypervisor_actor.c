@@ -3,6 +3,7 @@
 #include "hypervisors/hypervisor_actor.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,63 @@ fail:
     err_clear(&err);
 }
 
+/* hv.attach (restore): the VMM a previous daemon started, taken over;
+ * answered like hv.start.  The backend must be the persisted one: a daemon
+ * restarted with another configuration still drives what runs. */
+static void on_attach(actor_t *a, msg_t **m, void *state)
+{
+    struct hv_actor *s = state;
+    msg_hv_attach_t *b = (*m)->body;
+    err_t err = ERR_INIT;
+    if (s->hv) {
+        actor_reply_error(a, *m, EALREADY, "hypervisor: sandbox %s already has a VM",
+                          s->sandbox_id);
+        return;
+    }
+    const struct hv_ops *ops = hv_ops_by_name(b->backend);
+    if (!ops) {
+        actor_reply_error(a, *m, EINVAL, "hypervisor: attach: unknown backend `%s`", b->backend);
+        return;
+    }
+    if (!b->dir[0] || !b->sandbox_id[0] || b->pid == 0 || b->pid > INT32_MAX) {
+        actor_reply_error(a, *m, EINVAL, "hypervisor: attach: needs a sandbox id, dir and pid");
+        return;
+    }
+    struct hv_config c;
+    hv_config_init(&c);
+    hv_config_from_cfg(&c, s->cfg);
+    c.id = b->sandbox_id;
+    c.sandbox_dir = b->dir;
+    c.netns = b->netns[0] ? b->netns : NULL;
+    if (!strcmp(ops->name, "local"))
+        c.binary = s->agent_binary;
+    snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", b->sandbox_id);
+    snprintf(s->console_log, sizeof s->console_log, "%s/console.log", b->dir);
+    log_set_sandbox(b->sandbox_id);
+    if (hv_new(ops, actor_base(a), &c, &s->hv, &err) < 0)
+        goto fail;
+    hv_set_event_cb(s->hv, on_event, a);
+    struct op *op = op_new(a, s, m);
+    if (!op) {
+        err_make(&err, ENOMEM, "hypervisor: out of memory");
+        goto fail;
+    }
+    pid_t pid = (pid_t)b->pid;
+    uint64_t start = b->pid_start;
+    if (hv_attach(s->hv, pid, start, on_started, op, &err) < 0) {
+        *m = op->req;
+        op->req = NULL;
+        op_free(op);
+        goto fail;
+    }
+    return;
+fail:
+    err_wrap(&err, "attach to the %s VMM of sandbox %s", ops->name, b->sandbox_id);
+    reply_err(a, *m, &err);
+    hv_destroy(&s->hv); /* holds no pidfd yet: kills nothing */
+    err_clear(&err);
+}
+
 static void on_stopped(hv_t *hv, void *arg, int status, const err_t *err)
 {
     struct op *op = arg;
@@ -352,6 +410,7 @@ static const actor_handler_t handlers[] = {
     {MSG_HV_RESUME, on_resume},
     {MSG_HV_ADD_DEVICE, on_add_device},
     {MSG_HV_REMOVE_DEVICE, on_remove_device},
+    {MSG_HV_ATTACH, on_attach},
     {MSG_NONE, NULL},
 };
 

@@ -9,7 +9,11 @@
  * The agent channel has the same shape as qemu's: a unix socket at
  * <sandbox dir>/agent.sock, listening, handed to the agent as fd 3
  * (`husk-agent --channel-fd 3 --root <sandbox dir>/agent`); the agent
- * actor connects to it.  The agent's death is seen through a pidfd. */
+ * actor connects to it.  The agent accepts one host connection at a time
+ * and waits for the next after EOF, so it outlives a daemon that dies (no
+ * PR_SET_PDEATHSIG) and a new daemon takes it over with hv_attach.  The
+ * agent's death is seen through a pidfd (an attached agent is not our
+ * child: no exit status). */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -42,6 +46,7 @@ struct local {
     enum lstate state;
     pid_t pid;
     int pidfd;
+    bool attached; /* taken over from a previous daemon: not our child */
     struct event *pid_ev;
     struct event *kill_timer;
     bool stop_requested;
@@ -151,6 +156,10 @@ static void lo_destroy(hv_t *hv)
         event_free(lo->pid_ev);
     if (lo->kill_timer)
         event_free(lo->kill_timer);
+    if (lo->pidfd >= 0 && lo->attached) {
+        hv_pidfd_kill_wait(lo->pidfd, 5000); /* not ours to reap */
+        lo->pidfd = -1;
+    }
     if (lo->pidfd >= 0) {
         syscall(SYS_pidfd_send_signal, lo->pidfd, SIGKILL, NULL, 0);
         siginfo_t si;
@@ -187,10 +196,16 @@ static void on_pid_exit(evutil_socket_t fd, short what, void *arg)
     hv_enter(hv);
     siginfo_t si = {0};
     int r;
-    while ((r = waitid(P_PIDFD, lo->pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
-        ;
-    if (r == 0 && si.si_pid == 0)
-        goto out;
+    if (lo->attached) {
+        /* not our child: gone, with a status only its reaper knows */
+        si.si_code = CLD_KILLED;
+        si.si_status = lo->stop_requested ? SIGKILL : 0;
+    } else {
+        while ((r = waitid(P_PIDFD, lo->pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+            ;
+        if (r == 0 && si.si_pid == 0)
+            goto out;
+    }
     event_del(lo->pid_ev);
     event_del(lo->kill_timer);
     close(lo->pidfd);
@@ -247,9 +262,7 @@ static int child(void *arg)
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             signal(s, SIG_DFL);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        _exit(126);
-    setsid();
+    setsid(); /* no PDEATHSIG: the agent outlives a dead daemon (hv_attach) */
     if (c->lo->netns) {
         int nfd = open(c->lo->netns, O_RDONLY | O_CLOEXEC);
         if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
@@ -336,6 +349,50 @@ static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
     return 0;
 }
 
+/* Takes over the agent process a previous daemon started: the pid must
+ * still be that process; its cgroup is re-found by name; the listening
+ * agent.sock is the agent's, the agent actor connects to it. */
+static int lo_attach(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg,
+                     err_t *err)
+{
+    struct local *lo = L(hv);
+    if (lo->state != L_NEW)
+        return err_make(err, EALREADY, "local: already started");
+    int r = hv_pid_check(pid, pid_start, err);
+    if (r < 0)
+        return r;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return err_make(err, ESRCH, "local: pidfd_open %d: %s", (int)pid, strerror(errno));
+    if ((r = hv_pid_check(pid, pid_start, err)) < 0) {
+        close(pidfd);
+        return r;
+    }
+    if (access(lo->agent_path, F_OK) < 0) {
+        close(pidfd);
+        return err_make(err, ENOENT, "local: husk-agent pid %d: its socket %s is gone", (int)pid,
+                        lo->agent_path);
+    }
+    lo->pid = pid;
+    lo->pidfd = pidfd;
+    lo->attached = true;
+    const char *bases[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < 2 && !lo->cgroup[0]; i++) {
+        snprintf(lo->cgroup, sizeof lo->cgroup, "%s/husk-agent.%s", bases[i],
+                 hv->cfg.id ? hv->cfg.id : "sandbox");
+        if (access(lo->cgroup, F_OK) < 0)
+            lo->cgroup[0] = 0;
+    }
+    lo->pid_ev = event_new(hv->base, lo->pidfd, EV_READ | EV_PERSIST, on_pid_exit, lo);
+    lo->kill_timer = evtimer_new(hv->base, on_kill_timer, lo);
+    if (!lo->pid_ev || !lo->kill_timer || event_add(lo->pid_ev, NULL) < 0)
+        return err_make(err, ENOMEM, "local: out of memory");
+    lo->state = L_RUNNING;
+    log_info("local backend: attached to husk-agent pid %d", (int)pid);
+    hv_done(hv, done, arg, 0, NULL);
+    return 0;
+}
+
 static int lo_stop(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
 {
     struct local *lo = L(hv);
@@ -379,4 +436,5 @@ const struct hv_ops hv_local_ops = {
     .stop = lo_stop,
     .pids = lo_pids,
     .agent_socket = lo_agent_socket,
+    .attach = lo_attach,
 };

@@ -3,10 +3,13 @@
  * husk forks and execs qemu itself (no -daemonize): the child gets the QMP
  * and agent listening sockets as fds 3 and 4 (bound by husk in the sandbox
  * dir, so there is no socket-appearance polling), closes everything else,
- * calls setsid() and PR_SET_PDEATHSIG(SIGKILL) so that it never outlives
- * the thread that started it, and execs.  The pid is watched through a
+ * calls setsid() and execs.  qemu outlives a daemon that dies (no
+ * PR_SET_PDEATHSIG, as runc's containers outlive runc): a new daemon takes
+ * it over with hv_attach (QMP reconnected at qmp.sock; the agent channel's
+ * chardev accepts the next host connection).  The pid is watched through a
  * pidfd in the owner's event_base; its readability is the VM's death,
- * whatever caused it.  Stop is QMP `quit`, then SIGKILL at the deadline.
+ * whatever caused it (an attached qemu is not our child: no exit status).
+ * Stop is QMP `quit`, then SIGKILL at the deadline.
  *
  * 9p hotplug: QEMU 7.2 has no fsdev_add (neither QMP nor HMP), and a
  * virtio-9p device needs an fsdev.  So the command line declares
@@ -276,6 +279,7 @@ struct qemu {
     char *qmp_path, *agent_path, *console_path, *stderr_path, *pid_path, *slot_dir, *empty_dir;
     pid_t pid;
     int pidfd;
+    bool attached; /* taken over from a previous daemon: not our child */
     struct event *pid_ev;
     struct event *kill_timer;
     hv_qmp_t *qmp;
@@ -377,6 +381,10 @@ static void qm_destroy(hv_t *hv)
         event_free(qm->pid_ev);
     if (qm->kill_timer)
         event_free(qm->kill_timer);
+    if (qm->pidfd >= 0 && qm->attached) {
+        hv_pidfd_kill_wait(qm->pidfd, 5000); /* not ours to reap */
+        qm->pidfd = -1;
+    }
     if (qm->pidfd >= 0) {
         /* Still alive or not yet reaped: kill and reap; bounded. */
         syscall(SYS_pidfd_send_signal, qm->pidfd, SIGKILL, NULL, 0);
@@ -580,10 +588,16 @@ static void on_pid_exit(evutil_socket_t fd, short what, void *arg)
     hv_enter(hv);
     siginfo_t si = {0};
     int r;
-    while ((r = waitid(P_PIDFD, qm->pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
-        ;
-    if (r == 0 && si.si_pid == 0)
-        goto out; /* spurious */
+    if (qm->attached) {
+        /* not our child: gone, with a status only its reaper knows */
+        si.si_code = CLD_KILLED;
+        si.si_status = qm->stop_requested ? SIGKILL : 0;
+    } else {
+        while ((r = waitid(P_PIDFD, qm->pidfd, &si, WEXITED | WNOHANG)) < 0 && errno == EINTR)
+            ;
+        if (r == 0 && si.si_pid == 0)
+            goto out; /* spurious */
+    }
     event_del(qm->pid_ev);
     close(qm->pidfd);
     qm->pidfd = -1;
@@ -742,8 +756,7 @@ static void __attribute__((noreturn)) child_exec(char **argv, int qmp_fd, int ag
     for (int s = 1; s < NSIG; s++)
         if (s != SIGKILL && s != SIGSTOP)
             signal(s, SIG_DFL);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-        _exit(126);
+    (void)parent; /* no PDEATHSIG: qemu outlives a dead daemon (hv_attach) */
     setsid();
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0)
         _exit(125);
@@ -842,6 +855,59 @@ static int qm_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
         return r;
     }
     log_debug("qemu: started pid %d", (int)pid);
+    return 0;
+}
+
+/* Takes over a qemu started by a previous daemon: the pid must still be
+ * that process (starttime), then QMP is reconnected and negotiated; done
+ * is called then (or with the error when qemu is gone or QMP fails, in
+ * which case qemu is killed: a VMM we cannot drive is of no use). */
+static int qm_attach(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg,
+                     err_t *err)
+{
+    struct qemu *qm = Q(hv);
+    if (qm->state != Q_NEW)
+        return err_make(err, EALREADY, "qemu: already started");
+    int r = hv_pid_check(pid, pid_start, err);
+    if (r < 0)
+        return r;
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return err_make(err, ESRCH, "qemu: pidfd_open %d: %s", (int)pid, strerror(errno));
+    /* the pid may have been reused between the check and the open */
+    if ((r = hv_pid_check(pid, pid_start, err)) < 0) {
+        close(pidfd);
+        return r;
+    }
+    int cfd = hv_qmp_connect_unix(qm->qmp_path, err);
+    if (cfd < 0) {
+        close(pidfd);
+        return cfd;
+    }
+    qm->pid = pid;
+    qm->pidfd = pidfd;
+    qm->attached = true;
+    qm->pid_ev = event_new(hv->base, qm->pidfd, EV_READ | EV_PERSIST, on_pid_exit, qm);
+    qm->kill_timer = evtimer_new(hv->base, on_kill_timer, qm);
+    if (!qm->pid_ev || !qm->kill_timer || event_add(qm->pid_ev, NULL) < 0) {
+        close(cfd);
+        return err_make(err, ENOMEM, "qemu: out of memory");
+    }
+    qm->state = Q_STARTING;
+    qm->start_done = done;
+    qm->start_arg = arg;
+    struct hv_qmp_callbacks cb = {
+        .on_ready = on_qmp_ready,
+        .on_closed = on_qmp_closed,
+        .on_event = on_qmp_event,
+        .arg = qm,
+    };
+    struct hv_qmp_opts o = {.negotiate_timeout_ms = hv->cfg.qmp_timeout_ms};
+    if ((r = hv_qmp_new(hv->base, cfd, &cb, &o, &qm->qmp, err)) < 0) {
+        qm->start_done = NULL;
+        return r;
+    }
+    log_debug("qemu: attaching to pid %d", (int)pid);
     return 0;
 }
 
@@ -1313,6 +1379,7 @@ static const char *qm_agent_socket(hv_t *hv)
 }
 
 const struct hv_ops hv_qemu_ops = {
+    .attach = qm_attach,
     .name = "qemu",
     .caps = HV_CAP_PAUSE | HV_CAP_SHARE_FS_9P | HV_CAP_HOTPLUG_FS | HV_CAP_HOTPLUG_BLOCK |
             HV_CAP_HOTPLUG_NET | HV_CAP_HOTPLUG_VFIO | HV_CAP_VM_ISOLATION,

@@ -30,7 +30,8 @@
 #define MSG_FIELDS_bus_error(F, S)
 /* Liveness probe sent by the supervisor or anyone; answered by bus.pong. */
 #define MSG_FIELDS_bus_ping(F, S) F(S, U64, seq, 0)
-#define MSG_FIELDS_bus_pong(F, S) F(S, U64, seq, 0)
+/* epoch: the broker's life; a new value means a new daemon (restore) */
+#define MSG_FIELDS_bus_pong(F, S) F(S, U64, seq, 0) F(S, U64, epoch, 0)
 /* First message of every actor to the broker (to = "bus"). */
 #define MSG_FIELDS_bus_hello(F, S) F(S, STR, name, MSG_SMALL) F(S, U64, pid, 0)
 /* Orderly goodbye: the broker forgets the actor and publishes actor.down. */
@@ -498,6 +499,37 @@
     M(RES_RELEASE_ENDPOINT, res_release_endpoint, "res.release_endpoint")                          \
     M(RES_RELEASE_SANDBOX, res_release_sandbox, "res.release_sandbox")                             \
     M(RES_OK, res_ok, "res.ok")
+/* ---- restore: a daemon re-attaches to a sandbox whose VMM outlived its
+ * daemon (docs/state.md "Restore") ------------------------------------------
+ * hv.attach: attach to the running VMM (qemu: QMP at <dir>/qmp.sock; local:
+ * the agent process) whose pid and /proc starttime were persisted; refused
+ * when that pid is gone or is another process now.  -> hv.started */
+#define MSG_FIELDS_hv_attach(F, S)                                                                 \
+    F(S, STR, sandbox_id, RT_ID_MAX)                                                               \
+    F(S, STR, dir, MSG_PATH)                                                                       \
+    F(S, STR, backend, MSG_SMALL)                                                                  \
+    F(S, U64, pid, 0)                                                                              \
+    F(S, U64, pid_start, 0)                                                                        \
+    F(S, STR, netns, MSG_PATH)
+/* agent.list_containers: what the guest knows, one entry per process (init
+ * has exec_id ""), in parallel vectors of equal length.  state: created |
+ * running | paused | stopped; pid: guest pid (0 when none); status: the
+ * exit status (128+signal) when exited is set.  The host validates all of
+ * it (runtimes/restore.h).  -> agent.containers */
+#define AGENT_LIST_MAX 1024
+#define MSG_FIELDS_agent_list_containers(F, S)
+#define MSG_FIELDS_agent_containers(F, S)                                                          \
+    F(S, STRV, container_ids, AGENT_LIST_MAX)                                                      \
+    F(S, STRV, exec_ids, AGENT_LIST_MAX)                                                           \
+    F(S, STRV, states, AGENT_LIST_MAX)                                                             \
+    F(S, U64V, pids, AGENT_LIST_MAX)                                                               \
+    F(S, U64V, exited, AGENT_LIST_MAX)                                                             \
+    F(S, U64V, statuses, AGENT_LIST_MAX)
+
+#define MSG_CATALOG_RESTORE(M)                                                                     \
+    M(HV_ATTACH, hv_attach, "hv.attach")                                                           \
+    M(AGENT_LIST_CONTAINERS, agent_list_containers, "agent.list_containers")                       \
+    M(AGENT_CONTAINERS, agent_containers, "agent.containers")
 
 /* M(SYM, sym, "wire.name") */
 #define MSG_CATALOG(M)                                                                             \
@@ -559,6 +591,7 @@
     MSG_CATALOG_RT_HV(M)                                                                           \
     MSG_CATALOG_PERSIST(M)                                                                         \
     MSG_CATALOG_RES(M)                                                                             \
+    MSG_CATALOG_RESTORE(M)                                                                         \
     M(FAULT_INJECT, fault_inject, "fault.inject")                                                  \
     M(TEST_ALL, test_all, "test.all")
 

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "hypervisors/hypervisor_actor.h"
+#include "hypervisors/hv.h"
 #include "common/log.h"
 #include "oci/spec.h"
 #include "persist/persist_actor.h"
@@ -98,6 +100,7 @@ struct ctr {
     uint64_t exited_at_ns;
     struct exited_exec *execs;
     bool stop_unsaved; /* `stopped` is being written: waits are answered after */
+    uint64_t proxy_start; /* restore: the persisted starttime of proxy_pid */
     struct ctr *next;
 };
 
@@ -125,6 +128,9 @@ struct rt {
     char *net_ifaces, *net_routes, *net_neighs; /* guest network (JSON, from res.sandbox_ready) */
     uint32_t boot_vcpus;                        /* the VM's size, decided at boot */
     uint64_t boot_memory_mib;
+    bool restore;          /* take over a running sandbox (rt_actor_opts_t) */
+    int restored_fd;       /* written once when the restore ended, -1 none */
+    bool restore_attached; /* the hypervisor actor holds the VMM */
 };
 
 struct op {
@@ -195,6 +201,7 @@ static msg_t *sandbox_record(struct rt *rt, err_t *err)
     err_clear(&e2);
     sb.hypervisor = rt->backend[0] ? rt->backend : NULL;
     sb.agent_socket = rt->agent_socket[0] ? rt->agent_socket : NULL;
+    sb.netns = rt->netns[0] ? rt->netns : NULL;
     char *ids[256];
     size_t n = 0;
     for (struct ctr *c = rt->ctrs; c && n < 256; c = c->next)
@@ -2396,6 +2403,441 @@ static void on_shutdown(actor_t *a, msg_t **m, void *state)
     shutdown_sandbox(rt, m);
 }
 
+/* ---- restore (docs/state.md "Restore") -------------------------------------------------
+ *
+ * A daemon started on an existing state directory (its previous daemon died,
+ * its VMM did not) takes the sandbox over: the state on disk (persist.load,
+ * load_state), the host resources (restore_resources: res.prepare_sandbox
+ * with adopt), the VMM (hv.attach), the agent channel (agent.connect), then
+ * the guest's truth (agent.list_containers), reconciled with what was
+ * persisted.  Any failure gives up: the VMM is killed, the host resources
+ * released, every container written stopped, and the daemon leaves (the
+ * next command finds a dead daemon and a dead VMM: stopped, cleanup). */
+
+#define RESTORE_CONNECT_MS 10000
+
+struct restore {
+    struct rt *rt;
+    pid_t vmm_pid;
+    uint64_t vmm_start;
+};
+
+static void restore_end(struct rt *rt, bool ok)
+{
+    if (rt->restored_fd < 0)
+        return;
+    uint64_t v = ok ? 1 : 2;
+    ssize_t w = write(rt->restored_fd, &v, sizeof v);
+    (void)w;
+    rt->restored_fd = -1;
+}
+
+/* Takes the persisted records (persist.loaded) into rt: the one place that
+ * reads the state of a restore; rs gets the VMM to attach to. */
+static int load_state(struct rt *rt, const msg_persist_loaded_t *b, struct restore *rs,
+                      err_t *err)
+{
+    persist_sandbox_t *sb = NULL;
+    persist_container_t **pcs = NULL;
+    size_t n = 0;
+    int r = persist_sandbox_from_text("persist.loaded", b->sandbox, strlen(b->sandbox),
+                                      rt->sandbox_id, &sb, err);
+    if (r < 0)
+        return r;
+    /* known from here: a give-up kills it whatever else is wrong */
+    rs->vmm_pid = sb->vmm_pid;
+    rs->vmm_start = sb->vmm_start;
+    if ((r = persist_containers_from_text("persist.loaded", b->containers, strlen(b->containers),
+                                          rt->sandbox_id, &pcs, &n, err)) < 0)
+        goto out;
+    if (!sb->state || strcmp(sb->state, sb_name(SB_READY))) {
+        r = err_make(err, EINVAL, "sandbox %s is %s, only a ready sandbox can be restored",
+                     rt->sandbox_id, sb->state ? sb->state : "(no state)");
+        goto out;
+    }
+    if (!sb->hypervisor || !sb->vmm_pid || !sb->agent_socket) {
+        r = err_make(err, EINVAL, "sandbox %s: no hypervisor, VMM pid or agent socket recorded",
+                     rt->sandbox_id);
+        goto out;
+    }
+    snprintf(rt->backend, sizeof rt->backend, "%s", sb->hypervisor);
+    snprintf(rt->agent_socket, sizeof rt->agent_socket, "%s", sb->agent_socket);
+    snprintf(rt->netns, sizeof rt->netns, "%s", sb->netns ? sb->netns : "");
+    rt->vm = strcmp(rt->backend, "local") != 0;
+    free(rt->created);
+    rt->created = strdup(sb->created ? sb->created : "");
+    for (size_t i = 0; i < n; i++) {
+        persist_container_t *pc = pcs[i];
+        struct ctr *c = calloc(1, sizeof *c);
+        if (!c)
+            abort();
+        snprintf(c->id, sizeof c->id, "%s", pc->id);
+        if (rt_container_state_parse(pc->state, &c->state, err) < 0) {
+            free(c);
+            r = err_wrap(err, "container %s", pc->id);
+            goto out;
+        }
+        c->bundle = pc->bundle ? strdup(pc->bundle) : NULL;
+        c->rootfs = pc->rootfs ? strdup(pc->rootfs) : NULL;
+        c->pid_file = pc->pid_file ? strdup(pc->pid_file) : NULL;
+        c->created = pc->created ? strdup(pc->created) : NULL;
+        c->exited_at = pc->exited_at ? strdup(pc->exited_at) : NULL;
+        c->proxy_pid = pc->init_pid;
+        c->proxy_start = pc->init_start;
+        c->console = pc->console;
+        c->owner = pc->owner_uid;
+        c->exited = pc->exited;
+        c->exit_status = pc->exit_status;
+        /* the spec (hooks at delete, annotations): the bundle's, if still there */
+        char path[PATH_MAX], *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/config.json", c->bundle ? c->bundle : "");
+        FILE *f = c->bundle ? fopen(path, "re") : NULL;
+        if (f) {
+            text = malloc(AGENT_SPEC_MAX + 1);
+            len = text ? fread(text, 1, AGENT_SPEC_MAX, f) : 0;
+            fclose(f);
+        }
+        err_t e2 = ERR_INIT;
+        if (!text || oci_spec_parse(text, len, &c->spec, &e2) < 0) {
+            log_warn("container %s: bundle spec %s unreadable (%s): no hooks at delete", c->id,
+                     path, text ? err_str(&e2) : "missing");
+            if (!(c->spec = calloc(1, sizeof *c->spec)))
+                abort();
+        }
+        err_clear(&e2);
+        free(text);
+        c->next = rt->ctrs; /* newest first, as create links them */
+        rt->ctrs = c;
+    }
+    r = 0;
+out:
+    persist_containers_free(pcs, n);
+    persist_sandbox_free(&sb);
+    return r;
+}
+
+static void restore_give_up(struct restore *rs, const char *why);
+
+static void on_restore_abandoned(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    op_free(op);
+    if (why)
+        log_error("restore: write the stopped state: %s", err_str(why));
+    restore_end(rt, false);
+    signal_done(rt);
+}
+
+/* The VMM is gone: containers stopped (255) on disk, then the daemon
+ * leaves; the state stays for the next command. */
+static void restore_abandon2(struct rt *rt)
+{
+    rt->vmm_pid = 0;
+    rt->sb = SB_FAILED;
+    for (struct ctr *c = rt->ctrs; c; c = c->next)
+        if (c->state != C_STOPPED) {
+            c->exited = true;
+            c->exit_status = 255;
+            c->state = C_STOPPED;
+            save_container_then(rt, c, NULL, NULL);
+        }
+    /* the persist actor writes in order: this answer means all is on disk */
+    save_sandbox_then(rt, op_new(rt, NULL, NULL), on_restore_abandoned);
+}
+
+static void on_restore_res_released(actor_t *a, msg_t **reply, void *arg)
+{
+    if ((*reply)->status)
+        log_error("restore: release the sandbox's resources: %s",
+                  (*reply)->status_text ? (*reply)->status_text : "failed");
+    restore_abandon2(arg);
+}
+
+/* Host resources released (share, taps, cgroups), then abandon2. */
+static void restore_abandon(struct rt *rt)
+{
+    hv_local_cleanup(rt->sandbox_id); /* a local agent killed without us */
+    if (rt->res_held) {
+        rt->res_held = false;
+        msg_t *m = msg_new(MSG_RES_RELEASE_SANDBOX);
+        ((msg_res_release_sandbox_t *)m->body)->timeout_ms = 2000;
+        if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_restore_res_released, rt) == 0)
+            return;
+    }
+    restore_abandon2(rt);
+}
+
+static void on_restore_vm_stopped(actor_t *a, msg_t **reply, void *arg)
+{
+    restore_abandon(arg);
+}
+
+static void restore_give_up(struct restore *rs, const char *why)
+{
+    struct rt *rt = rs->rt;
+    pid_t vmm_pid = rs->vmm_pid;
+    uint64_t vmm_start = rs->vmm_start;
+    free(rs);
+    log_error("sandbox %s: restore failed: %s; stopping it", rt->sandbox_id, why);
+    rt->sb = SB_STOPPING; /* hv.exited / agent.lost of the kill change nothing */
+    if (rt->restore_attached) {
+        msg_t *m = msg_new(MSG_HV_STOP);
+        ((msg_hv_stop_t *)m->body)->timeout_ms = 2000;
+        if (request(rt, HV_ACTOR_NAME, &m, 10000, on_restore_vm_stopped, rt) == 0)
+            return;
+    } else if (vmm_pid > 0 && persist_pid_alive(vmm_pid, vmm_start)) {
+        /* not attached: killed here, through a pidfd (no pid reuse race) */
+        int fd = (int)syscall(SYS_pidfd_open, vmm_pid, 0);
+        if (fd >= 0 && persist_pid_alive(vmm_pid, vmm_start)) {
+            syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+            struct pollfd p = {fd, POLLIN, 0};
+            while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+                ;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    restore_abandon(rt);
+}
+
+/* Checks the guest's list (untrusted: every vector the same length, known
+ * state names, bounded numbers, valid ids) and applies it: the guest's
+ * state wins for what it knows; a container it does not know, or whose
+ * init exited, is stopped (with its status); exited execs answer their
+ * waits.  Entries for ids the host does not know are refused (ignored,
+ * with a warning).  Returns < 0 with err when the list is malformed. */
+static int restore_reconcile(struct rt *rt, const msg_agent_containers_t *b, err_t *err)
+{
+    size_t n = b->container_ids.n;
+    if (b->exec_ids.n != n || b->states.n != n || b->pids.n != n || b->exited.n != n ||
+        b->statuses.n != n)
+        return err_make(err, EBADMSG, "agent.containers: vectors of different lengths");
+    for (size_t i = 0; i < n; i++) {
+        rt_container_state_t st;
+        err_t e2 = ERR_INIT;
+        if (!persist_id_valid(b->container_ids.v[i]) ||
+            (b->exec_ids.v[i][0] && !persist_id_valid(b->exec_ids.v[i])))
+            return err_make(err, EBADMSG, "agent.containers: entry %zu: invalid id", i);
+        if (rt_container_state_parse(b->states.v[i], &st, &e2) < 0 || st == C_CREATING) {
+            err_clear(&e2);
+            return err_make(err, EBADMSG, "agent.containers: entry %zu: bad state `%.32s`", i,
+                            b->states.v[i]);
+        }
+        if (b->exited.v[i] > 1 || b->statuses.v[i] > 255 || b->pids.v[i] > 4194304)
+            return err_make(err, EBADMSG, "agent.containers: entry %zu: value out of range", i);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!find(rt, b->container_ids.v[i]))
+            log_warn("restore: the guest reports container %.64s, unknown here: refused",
+                     b->container_ids.v[i]);
+    for (struct ctr *c = rt->ctrs; c; c = c->next) {
+        bool known = false;
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(b->container_ids.v[i], c->id))
+                continue;
+            const char *eid = b->exec_ids.v[i];
+            if (eid[0]) {
+                bool seen = false;
+                for (struct exited_exec *e = c->execs; e; e = e->next)
+                    seen |= !strcmp(e->exec_id, eid);
+                if (b->exited.v[i] && !seen)
+                    process_exited(rt, c->id, eid, (int64_t)b->statuses.v[i]);
+                continue;
+            }
+            known = true;
+            if (c->state == C_STOPPED)
+                continue;
+            rt_container_state_t gs;
+            rt_container_state_parse(b->states.v[i], &gs, NULL);
+            if (b->exited.v[i] || gs == C_STOPPED)
+                process_exited(rt, c->id, "", b->exited.v[i] ? (int64_t)b->statuses.v[i] : 255);
+            else if (gs != c->state)
+                set_state(rt, c, gs);
+        }
+        if (!known && c->state != C_STOPPED) {
+            log_warn("restore: container %s is unknown to the guest: stopped", c->id);
+            process_exited(rt, c->id, "", 255);
+        }
+    }
+    return 0;
+}
+
+static void on_restore_saved(struct op *op, const err_t *why)
+{
+    struct rt *rt = op->rt;
+    op_free(op);
+    if (why)
+        log_warn("restore: save the sandbox state: %s (the persist actor retries)",
+                 err_str(why));
+    restore_end(rt, true);
+}
+
+static void on_restore_listed(actor_t *a, msg_t **reply, void *arg)
+{
+    struct restore *rs = arg;
+    struct rt *rt = rs->rt;
+    msg_agent_containers_t *b = MSG_BODY(*reply, AGENT_CONTAINERS, agent_containers);
+    err_t err = ERR_INIT;
+    if ((*reply)->status || !b) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "agent.list_containers: %s",
+                 (*reply)->status_text ? (*reply)->status_text : "no answer");
+        restore_give_up(rs, why);
+        return;
+    }
+    rt->sb = SB_READY; /* the persisted state, resumed */
+    if (restore_reconcile(rt, b, &err) < 0) {
+        rt->sb = SB_NEW;
+        restore_give_up(rs, err_str(&err));
+        err_clear(&err);
+        return;
+    }
+    free(rs);
+    for (struct ctr *c = rt->ctrs; c; c = c->next) {
+        if (c->state == C_STOPPED || c->state == C_CREATING)
+            continue;
+        if (c->proxy_pid > 0 && persist_pid_alive(c->proxy_pid, c->proxy_start)) {
+            pwatch_add(rt, c->id, "", c->proxy_pid);
+        } else if (c->proxy_pid > 0) {
+            /* its host process went while no daemon watched: as runc's
+             * container whose init is gone, it is killed */
+            log_info("restore: the host process of %s is gone: killing it", c->id);
+            msg_t *m = msg_new(MSG_AGENT_SIGNAL_PROCESS);
+            msg_agent_signal_process_t *sp = m->body;
+            msg_set_str(&sp->container_id, c->id);
+            sp->signal = SIGKILL;
+            sp->all = true;
+            request(rt, "agent", &m, AGENT_QUICK_MS, on_kill_done, NULL);
+        }
+    }
+    log_info("sandbox %s restored (%s, VMM pid %d)", rt->sandbox_id, rt->backend,
+             (int)rt->vmm_pid);
+    /* this daemon's pid: readers find it alive; serve once it is on disk */
+    save_sandbox_then(rt, op_new(rt, NULL, NULL), on_restore_saved);
+}
+
+static void on_restore_connected(actor_t *a, msg_t **reply, void *arg)
+{
+    struct restore *rs = arg;
+    struct rt *rt = rs->rt;
+    if ((*reply)->status) {
+        char why[PATH_MAX + 1024];
+        snprintf(why, sizeof why, "connect to the agent at %s: %s", rt->agent_socket,
+                 (*reply)->status_text ? (*reply)->status_text : "failed");
+        restore_give_up(rs, why);
+        return;
+    }
+    msg_t *m = msg_new(MSG_AGENT_LIST_CONTAINERS);
+    if (request(rt, "agent", &m, AGENT_QUICK_MS, on_restore_listed, rs) < 0)
+        restore_give_up(rs, "cannot reach the agent actor");
+}
+
+static void on_restore_attached(actor_t *a, msg_t **reply, void *arg)
+{
+    struct restore *rs = arg;
+    struct rt *rt = rs->rt;
+    msg_hv_started_t *b = MSG_BODY(*reply, HV_STARTED, hv_started);
+    if ((*reply)->status || !b) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "%s", (*reply)->status_text ? (*reply)->status_text : "failed");
+        restore_give_up(rs, why);
+        return;
+    }
+    rt->restore_attached = true;
+    rt->vmm_pid = rs->vmm_pid;
+    msg_t *m = msg_new(MSG_AGENT_CONNECT);
+    msg_set_str(&((msg_agent_connect_t *)m->body)->socket, rt->agent_socket);
+    ((msg_agent_connect_t *)m->body)->timeout_ms = RESTORE_CONNECT_MS;
+    if (request(rt, "agent", &m, RESTORE_CONNECT_MS + 5000, on_restore_connected, rs) < 0)
+        restore_give_up(rs, "cannot reach the agent actor");
+}
+
+static void restore_attach(struct restore *rs)
+{
+    struct rt *rt = rs->rt;
+    msg_t *m = msg_new(MSG_HV_ATTACH);
+    msg_hv_attach_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->dir, rt->dir);
+    msg_set_str(&b->backend, rt->backend);
+    msg_set_str(&b->netns, rt->netns);
+    b->pid = (uint64_t)rs->vmm_pid;
+    b->pid_start = rs->vmm_start;
+    if (request(rt, HV_ACTOR_NAME, &m, HV_TIMEOUT_MS, on_restore_attached, rs) < 0)
+        restore_give_up(rs, "cannot reach the hypervisor actor");
+}
+
+static void on_restore_res(actor_t *a, msg_t **reply, void *arg)
+{
+    struct restore *rs = arg;
+    msg_res_sandbox_ready_t *r = MSG_BODY(*reply, RES_SANDBOX_READY, res_sandbox_ready);
+    if ((*reply)->status || !r) {
+        char why[MSG_ITEM_MAX + 64];
+        snprintf(why, sizeof why, "adopt the host resources: %s",
+                 (*reply)->status_text ? (*reply)->status_text : "unexpected answer");
+        restore_give_up(rs, why);
+        return;
+    }
+    for (size_t i = 0; i < r->warnings.n; i++)
+        log_warn("resources: %s", r->warnings.v[i]);
+    restore_attach(rs);
+}
+
+/* Has the resources actor adopt what the boot set up (cgroup by name, the
+ * share under the sandbox dir), so that a later teardown releases it.
+ * The taps of a network namespace are not named in the state: they are
+ * not adopted and go with the namespace (docs/state.md). */
+static void restore_resources(struct restore *rs)
+{
+    struct rt *rt = rs->rt;
+    msg_t *m = msg_new(MSG_RES_PREPARE_SANDBOX);
+    msg_res_prepare_sandbox_t *b = m->body;
+    msg_set_str(&b->sandbox_id, rt->sandbox_id);
+    msg_set_str(&b->root, rt->root);
+    msg_set_str(&b->dir, rt->dir);
+    b->vm = rt->vm;
+    b->adopt = true;
+    if (rt->vm && rt->netns[0])
+        log_warn("restore: the taps in %s are not adopted; they go with the namespace",
+                 rt->netns);
+    rt->res_held = true;
+    if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_restore_res, rs) < 0)
+        restore_give_up(rs, "cannot reach the resources actor");
+}
+
+static void on_restore_loaded(actor_t *a, msg_t **reply, void *arg)
+{
+    struct restore *rs = arg;
+    struct rt *rt = rs->rt;
+    msg_persist_loaded_t *b = MSG_BODY(*reply, PERSIST_LOADED, persist_loaded);
+    err_t err = ERR_INIT;
+    if ((*reply)->status || !b) {
+        err_make(&err, EIO, "%s", (*reply)->status_text ? (*reply)->status_text : "no state");
+    } else if (load_state(rt, b, rs, &err) == 0) {
+        log_info("restoring sandbox %s: %s VMM pid %d", rt->sandbox_id, rt->backend,
+                 (int)rs->vmm_pid);
+        restore_resources(rs);
+        return;
+    }
+    char why[1024];
+    snprintf(why, sizeof why, "state: %s", err_str(&err));
+    err_clear(&err);
+    restore_give_up(rs, why);
+}
+
+static void restore_begin(struct rt *rt)
+{
+    struct restore *rs = calloc(1, sizeof *rs);
+    if (!rs)
+        abort();
+    rs->rt = rt;
+    msg_t *m = msg_new(MSG_PERSIST_LOAD);
+    msg_set_str(&((msg_persist_load_t *)m->body)->sandbox_id, rt->sandbox_id);
+    if (request(rt, PERSIST_ACTOR_NAME, &m, PERSIST_TIMEOUT_MS, on_restore_loaded, rs) < 0)
+        restore_give_up(rs, "cannot reach the persist actor");
+}
+
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 static int init(actor_t *a, void *state, err_t *err)
@@ -2403,6 +2845,10 @@ static int init(actor_t *a, void *state, err_t *err)
     struct rt *rt = state;
     rt->self = a;
     log_set_sandbox(rt->sandbox_id);
+    if (rt->restore) {
+        restore_begin(rt);
+        return 0;
+    }
     rt->created = persist_time_now();
     save_sandbox(rt);
     return 0;
@@ -2476,6 +2922,8 @@ int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t 
         return err_make(err, ENOMEM, "runtime: out of memory");
     rt->cfg = ro->cfg;
     rt->done_fd = ro->done_fd;
+    rt->restore = ro->restore;
+    rt->restored_fd = ro->restore ? ro->restored_fd : -1;
     snprintf(rt->root, sizeof rt->root, "%s", ro->root);
     snprintf(rt->sandbox_id, sizeof rt->sandbox_id, "%s", ro->sandbox_id);
     snprintf(rt->dir, sizeof rt->dir, "%s/%s", ro->root, ro->sandbox_id);

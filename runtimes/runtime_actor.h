@@ -19,6 +19,12 @@ typedef struct rt_actor_opts {
     const char *root;       /* runtime root (/run/husk) */
     const char *sandbox_id; /* this daemon's sandbox */
     int done_fd;            /* eventfd written once when the daemon may exit */
+    /* Restore (docs/state.md): take over the sandbox of an existing state
+     * directory whose VMM outlived its daemon, instead of a new one.
+     * restored_fd: eventfd written once when that ended, with 1 (restored:
+     * serve) or 2 (given up: the VMM is killed, done_fd follows). */
+    bool restore;
+    int restored_fd;
 } rt_actor_opts_t;
 
 int rt_actor_start(const actor_opts_t *opts, const rt_actor_opts_t *ro, actor_t **out, err_t *err);

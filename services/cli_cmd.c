@@ -376,6 +376,8 @@ static int find_sandbox(persist_store_t *store, const char *id, char **sb, err_t
     return r;
 }
 
+static bool revive_sandbox(const cli_opts_t *o, const char *sb);
+
 static int cmd_state(cli_opts_t *o)
 {
     const char *id = o->args[0];
@@ -386,7 +388,7 @@ static int cmd_state(cli_opts_t *o)
     char *sb = NULL;
     view_t v;
     if (open_store(o, &store, &err) < 0 || find_sandbox(store, id, &sb, &err) < 0 ||
-        load_view(store, sb, id, &v, &err) < 0) {
+        (revive_sandbox(o, sb), load_view(store, sb, id, &v, &err) < 0)) {
         free(sb);
         persist_store_destroy(&store);
         if (err.code == ENOENT) {
@@ -428,6 +430,7 @@ static int cmd_list(cli_opts_t *o)
     for (size_t i = 0; i < nsb; i++) {
         char **ids = NULL;
         size_t n = 0;
+        revive_sandbox(o, sbs[i]);
         if (persist_container_list(store, sbs[i], &ids, &n, &err) < 0) {
             err_clear(&err);
             continue;
@@ -498,7 +501,67 @@ static void wait_sandbox_end(persist_store_t *store, const char *sb, int ms)
     }
 }
 
+static int start_daemon_mode(const cli_opts_t *o, const char *sb, bool restore, err_t *err);
+
 static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
+{
+    return start_daemon_mode(o, sb, false, err);
+}
+
+/* A restore bounds its own steps (docs/state.md): attach, connect, list,
+ * and a give-up's stop. */
+#define RESTORE_START_MS 75000
+
+/* Restore: a sandbox whose daemon died while its VMM lives gets a
+ * restoring daemon (one per sandbox: the daemon's claim); true when a
+ * daemon serves it afterwards.  A dead daemon and a dead VMM: false, the
+ * caller reports stopped and cleans up as before. */
+static bool revive_sandbox(const cli_opts_t *o, const char *sb)
+{
+    persist_store_t *store = NULL;
+    persist_sandbox_t *s = NULL;
+    err_t err = ERR_INIT;
+    bool daemon = false, vmm = false;
+    if (open_store(o, &store, &err) == 0 && persist_sandbox_load(store, sb, &s, &err) == 0) {
+        daemon = persist_daemon_alive(s);
+        vmm = s->vmm_pid > 0 && persist_pid_alive(s->vmm_pid, s->vmm_start) && s->state &&
+              !strcmp(s->state, "ready");
+    }
+    err_clear(&err);
+    persist_sandbox_free(&s);
+    persist_store_destroy(&store);
+    if (daemon)
+        return true;
+    if (!vmm)
+        return false;
+    if (bus_answers(o->root, sb, 300))
+        return true; /* another command's restore got there first */
+    log_info("sandbox %s: its daemon is gone, its VMM lives: restoring", sb);
+    if (start_daemon_mode(o, sb, true, &err) == 0)
+        return true;
+    log_info("restore sandbox %s: %s", sb, err_str(&err));
+    err_clear(&err);
+    /* another restore (a proxy's, another command's) may hold the claim:
+     * wait for it while the VMM lives */
+    for (int waited = 0; waited < RESTORE_START_MS; waited += 500) {
+        if (bus_answers(o->root, sb, 500))
+            return true;
+        persist_sandbox_t *s2 = NULL;
+        bool vmm2 = open_store(o, &store, &err) == 0 &&
+                    persist_sandbox_load(store, sb, &s2, &err) == 0 && s2->vmm_pid > 0 &&
+                    persist_pid_alive(s2->vmm_pid, s2->vmm_start);
+        err_clear(&err);
+        persist_sandbox_free(&s2);
+        persist_store_destroy(&store);
+        if (!vmm2)
+            return false;
+        usleep(200000);
+        waited += 200;
+    }
+    return false;
+}
+
+static int start_daemon_mode(const cli_opts_t *o, const char *sb, bool restore, err_t *err)
 {
     char *dir = xasprintf("%s/%s", o->root, sb);
     char *logp = xasprintf("%s/daemon.log", dir);
@@ -550,6 +613,10 @@ static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
         dup2(rp[1], 3); /* dup2 clears close-on-exec */
         syscall(SYS_close_range, 4, ~0U, 0);
         setenv("HUSK_READY_FD", "3", 1);
+        if (restore)
+            setenv("HUSK_DAEMON_RESTORE", "1", 1);
+        else
+            unsetenv("HUSK_DAEMON_RESTORE");
         execv(exe, (char *const *)argv);
         _exit(127);
     }
@@ -558,14 +625,15 @@ static int start_daemon(const cli_opts_t *o, const char *sb, err_t *err)
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     struct pollfd pf = {rp[0], POLLIN, 0};
-    int r = poll(&pf, 1, DAEMON_START_MS);
+    int wait_ms = restore ? RESTORE_START_MS : DAEMON_START_MS;
+    int r = poll(&pf, 1, wait_ms);
     char c = 0;
     ssize_t got = r > 0 ? read(rp[0], &c, 1) : -1;
     close(rp[0]);
     int rc = 0;
     if (r == 0)
         rc = err_make(err, ETIMEDOUT, "the sandbox daemon did not start within %d s (see %s)",
-                      DAEMON_START_MS / 1000, logp);
+                      wait_ms / 1000, logp);
     else if (got != 1)
         rc = err_make(err, EIO, "the sandbox daemon exited during start-up (see %s)", logp);
     free(dir);
@@ -932,6 +1000,8 @@ static int locate(const cli_opts_t *o, const char *id, char **sb, bool *alive, e
         persist_sandbox_free(&s);
         if (!*alive) /* sandbox.json may lag at start-up: ask the bus too */
             *alive = bus_answers(o->root, *sb, 500);
+        if (!*alive) /* its VMM may have outlived its daemon */
+            *alive = revive_sandbox(o, *sb);
     }
     persist_store_destroy(&store);
     return rc;
@@ -1372,7 +1442,7 @@ static int do_exec(cli_opts_t *o, err_t *err, int *status)
     proxy_proc_t pp = {0, -1};
     if ((rc = cli_validate_id(id, err)) < 0 || (rc = open_store(o, &store, err)) < 0 ||
         (rc = find_sandbox(store, id, &sb, err)) < 0 ||
-        (rc = load_view(store, sb, id, &v, err)) < 0)
+        (revive_sandbox(o, sb), (rc = load_view(store, sb, id, &v, err)) < 0))
         goto out;
     if (!strcmp(v.st.status, "stopped")) {
         rc = err_make(err, ESRCH, "cannot exec in a stopped container");
@@ -1539,8 +1609,13 @@ static int cmd_daemon(cli_opts_t *o)
         fcntl(g_ready_fd, F_SETFD, FD_CLOEXEC);
         unsetenv("HUSK_READY_FD");
     }
-    svc_daemon_opts_t d = {
-        .root = o->root, .sandbox_id = o->args[0], .config_path = o->config, .ready = daemon_ready};
+    const char *restore = getenv("HUSK_DAEMON_RESTORE");
+    svc_daemon_opts_t d = {.root = o->root,
+                           .sandbox_id = o->args[0],
+                           .config_path = o->config,
+                           .ready = daemon_ready,
+                           .restore = restore && !strcmp(restore, "1")};
+    unsetenv("HUSK_DAEMON_RESTORE");
     err_t err = ERR_INIT;
     if (svc_daemon_run(&d, &err) < 0) {
         log_error("sandbox daemon %s: %s", o->args[0], err_str(&err));

@@ -29,6 +29,9 @@
 #include "common/log.h"
 
 #define SHUTDOWN_TIMEOUT_MS 30000
+/* a restore's own steps are bounded (attach 20 s, connect 15 s, list 10 s
+ * and a give-up's stop 10 s): this only guards against a lost answer */
+#define RESTORE_WAIT_MS 70000
 
 /* HUSK_AGENT_BINARY names husk-agent when it is not installed next to
  * husk (tests run the daemon from a test binary, packagers may split
@@ -95,7 +98,7 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-static int claim_sandbox(const char *root, const char *id, err_t *err)
+static int claim_sandbox(const char *root, const char *id, int wait_ms, err_t *err)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "husk-daemon:%016llx:%016llx:%.40s",
@@ -107,11 +110,11 @@ static int claim_sandbox(const char *root, const char *id, err_t *err)
     for (int waited = 0;; waited += 50) {
         if (bind(fd, (struct sockaddr *)&sa, len) == 0)
             return fd; /* held until exit */
-        if (errno != EADDRINUSE || waited >= CLAIM_WAIT_MS) {
+        if (errno != EADDRINUSE || waited >= wait_ms) {
             int r = errno == EADDRINUSE
                         ? err_make(err, EBUSY,
                                    "sandbox %s: its previous daemon is still running after %d ms",
-                                   id, CLAIM_WAIT_MS)
+                                   id, wait_ms)
                         : err_errno(err, "daemon: bind its claim");
             close(fd);
             return r;
@@ -120,6 +123,23 @@ static int claim_sandbox(const char *root, const char *id, err_t *err)
             log_info("sandbox %s: waiting for its previous daemon to finish", id);
         usleep(50000);
     }
+}
+
+/* Restore: the bus opens to clients only once the runtime has the
+ * sandbox back (or gave it up). */
+static int wait_restored(int fd, const char *id, err_t *err)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    int r;
+    while ((r = poll(&p, 1, RESTORE_WAIT_MS)) < 0 && errno == EINTR)
+        ;
+    uint64_t v = 0;
+    if (r <= 0 || read(fd, &v, sizeof v) != sizeof v)
+        return err_make(err, ETIMEDOUT, "restore of sandbox %s: no outcome within %d s", id,
+                        RESTORE_WAIT_MS / 1000);
+    if (v != 1)
+        return err_make(err, EIO, "restore of sandbox %s failed: it is stopped (see the log)", id);
+    return 0;
 }
 
 int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
@@ -141,12 +161,15 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     actor_t *hv = NULL, *rt = NULL, *fe = NULL, *pst = NULL, *res = NULL;
     agent_actor_t *agent = NULL;
     char *agent_bin = NULL;
-    int done_fd = -1, sig_fd = -1, fe_fd = -1, claim_fd = -1, rc;
+    int done_fd = -1, sig_fd = -1, fe_fd = -1, claim_fd = -1, restored_fd = -1, rc;
     char dir[PATH_MAX];
 
     if ((rc = cfg_load(o->config_path, &cfg, err)) < 0)
         goto out;
-    if ((claim_fd = claim_sandbox(o->root, o->sandbox_id, err)) < 0) {
+    /* a restore finding the claim held: another daemon has the sandbox
+     * (or is restoring it), nothing to wait for */
+    if ((claim_fd = claim_sandbox(o->root, o->sandbox_id, o->restore ? 0 : CLAIM_WAIT_MS, err)) <
+        0) {
         rc = claim_fd;
         goto out;
     }
@@ -177,9 +200,19 @@ int svc_daemon_run(const svc_daemon_opts_t *o, err_t *err)
     agent_actor_opts_t aopts = {.fd = -1};
     if ((rc = agent_actor_start(&ao, &aopts, &agent, err)) < 0)
         goto out;
-    rt_actor_opts_t ro = {
-        .cfg = cfg, .root = o->root, .sandbox_id = o->sandbox_id, .done_fd = done_fd};
+    if (o->restore && (restored_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
+        rc = err_errno(err, "daemon set-up");
+        goto out;
+    }
+    rt_actor_opts_t ro = {.cfg = cfg,
+                          .root = o->root,
+                          .sandbox_id = o->sandbox_id,
+                          .done_fd = done_fd,
+                          .restore = o->restore,
+                          .restored_fd = restored_fd};
     if ((rc = rt_actor_start(&ao, &ro, &rt, err)) < 0)
+        goto out;
+    if (o->restore && (rc = wait_restored(restored_fd, o->sandbox_id, err)) < 0)
         goto out;
     if (o->frontend_start) {
         if ((fe_fd = eventfd(0, EFD_CLOEXEC)) < 0) {
@@ -258,6 +291,8 @@ out:
         close(fe_fd);
     free(agent_bin);
     cfg_destroy(&cfg);
+    if (restored_fd >= 0)
+        close(restored_fd);
     if (claim_fd >= 0)
         close(claim_fd); /* the next daemon of this sandbox may start */
     return rc;

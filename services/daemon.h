@@ -31,6 +31,11 @@ typedef struct svc_daemon_opts {
     int (*frontend_start)(const actor_opts_t *ao, int exit_fd, void *arg, actor_t **out,
                           err_t *err);
     void *frontend_arg;
+    /* Restore (docs/state.md): take over the running sandbox of an existing
+     * state directory (its previous daemon died, its VMM lives).  The bus
+     * opens and `ready` is called only once the restore succeeded; when it
+     * gives up (VMM killed, containers stopped) the daemon returns < 0. */
+    bool restore;
 } svc_daemon_opts_t;
 
 /* Runs the daemon; returns 0 after an orderly end, < 0 when it could not

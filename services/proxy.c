@@ -12,13 +12,16 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "actors/actor.h"
 #include "common/log.h"
+#include "persist/store.h"
 
 #define CHUNK          (64 * 1024) /* AGENT_CHUNK_MAX */
 #define STDIN_INFLIGHT 4           /* write_stdin requests in flight */
@@ -193,6 +196,9 @@ typedef struct proxy {
     bool exited;
     int status;
     int ping_misses;
+    bool detached;       /* the daemon is gone, the VMM lives: waiting for a restore */
+    uint64_t epoch;      /* the broker's, from its pongs: a change is a new daemon */
+    bool restore_started; /* this proxy started a restoring daemon (once per detach) */
     bool finished;
 } proxy_t;
 
@@ -348,13 +354,121 @@ static void on_hv_exited(actor_t *a, msg_t **mp, void *state)
 
 /* ---- heartbeat ---------------------------------------------------------------- */
 
+/* The sandbox state dir of this proxy, from its endpoint ipc://DIR/bus.sock:
+ * root and sandbox id (docs/state.md layout). */
+static bool sandbox_of(const proxy_t *p, char *root, size_t rlen, char *sb, size_t slen)
+{
+    const char *e = p->o->endpoint;
+    if (strncmp(e, "ipc://", 6))
+        return false;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", e + 6);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return false;
+    *slash = 0; /* DIR */
+    slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return false;
+    snprintf(sb, slen, "%s", slash + 1);
+    *slash = 0;
+    snprintf(root, rlen, "%s", dir);
+    return true;
+}
+
+/* A restoring daemon for the sandbox (as the CLI starts one): its own
+ * session, not our child; the daemon's claim keeps it to one. */
+static void start_restore_daemon(const char *root, const char *sb)
+{
+    char log_path[4096 + 512];
+    snprintf(log_path, sizeof log_path, "%.4096s/%.256s/daemon.log", root, sb);
+    pid_t pid = fork();
+    if (pid < 0)
+        return;
+    if (pid == 0) {
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+        }
+        syscall(SYS_close_range, 3, ~0U, 0);
+        setenv("HUSK_DAEMON_RESTORE", "1", 1);
+        unsetenv("HUSK_READY_FD");
+        char *argv[] = {"husk", "--root", (char *)root, "--log", log_path, "__daemon",
+                        (char *)sb, NULL};
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* The daemon stopped answering: the container is gone only when its VMM
+ * is (or the sandbox is no longer a ready one); while the VMM lives, a
+ * restoring daemon is started and awaited (docs/state.md "Restore"). */
+static void daemon_silent(actor_t *a, proxy_t *p, const char *why)
+{
+    char root[4096], sb[256];
+    persist_store_t *store = NULL;
+    persist_sandbox_t *s = NULL;
+    err_t err = ERR_INIT;
+    bool vmm = false, daemon = false;
+    if (sandbox_of(p, root, sizeof root, sb, sizeof sb) &&
+        persist_store_open(root, &store, &err) == 0 &&
+        persist_sandbox_load(store, sb, &s, &err) == 0) {
+        vmm = s->vmm_pid > 0 && persist_pid_alive(s->vmm_pid, s->vmm_start) && s->state &&
+              !strcmp(s->state, "ready");
+        daemon = persist_daemon_alive(s);
+    }
+    err_clear(&err);
+    persist_sandbox_free(&s);
+    persist_store_destroy(&store);
+    if (!vmm) {
+        lost(a, p, "%s", why);
+        return;
+    }
+    if (!p->detached)
+        log_info("proxy %s: the sandbox daemon is silent, its VMM lives: waiting for a restore",
+                 p->name);
+    p->detached = true;
+    if (!daemon && !p->restore_started) {
+        p->restore_started = true;
+        start_restore_daemon(root, sb);
+    }
+}
+
+static void rejoin(actor_t *a, proxy_t *p)
+{
+    err_t err = ERR_INIT;
+    log_info("proxy %s: the sandbox daemon answers again: rejoining", p->name);
+    if (actor_rejoin(a, &err) < 0) {
+        log_warn("proxy %s: rejoin: %s", p->name, err_str(&err));
+        err_clear(&err);
+        return; /* the next pong tries again */
+    }
+    p->detached = false;
+    p->restore_started = false;
+}
+
 static void on_pong(actor_t *a, msg_t **reply, void *arg)
 {
     proxy_t *p = arg;
-    if ((*reply)->status == 0)
+    if ((*reply)->status == 0) {
+        msg_bus_pong_t *b = MSG_BODY(*reply, BUS_PONG, bus_pong);
+        uint64_t epoch = b ? b->epoch : 0;
         p->ping_misses = 0;
-    else if (++p->ping_misses >= PING_MISSES)
-        lost(a, p, "%s", "the sandbox daemon stopped answering");
+        /* a restored daemon may answer before any ping was missed */
+        if (p->detached || (p->epoch && epoch && epoch != p->epoch))
+            rejoin(a, p);
+        if (epoch)
+            p->epoch = epoch;
+    } else if (++p->ping_misses >= PING_MISSES) {
+        daemon_silent(a, p, "the sandbox daemon stopped answering");
+    }
 }
 
 static void ping(actor_t *a, void *arg)
@@ -368,7 +482,7 @@ static void ping(actor_t *a, void *arg)
         log_debug("ping: %s", err_str(&err));
         err_clear(&err);
         if (++p->ping_misses >= PING_MISSES)
-            lost(a, p, "%s", "the sandbox daemon is gone");
+            daemon_silent(a, p, "the sandbox daemon is gone");
     }
     msg_destroy(&m);
 }

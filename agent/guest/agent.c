@@ -109,10 +109,16 @@ struct agent {
     struct event_base *base;
     int chan;
     struct event *chan_rev, *chan_wev, *reconnect;
+    struct event *accept_ev; /* opts->listen_fd while no host is connected */
     bool chan_wev_armed, host_gone;
     agent_frame_reader_t *reader;
     agent_frame_writer_t *writer;
     bool out_paused; /* send queue above half: all output reads stopped */
+    /* A host came back (restore): no output until it has listed the
+     * containers (agent.list_containers), so that it knows every stream
+     * and both ends restart their credit from AGENT_OUTPUT_WINDOW. */
+    bool out_held;
+    bool had_host; /* a frame came from a host once */
     int sfd;
     struct event *sig_ev;
     int ino;
@@ -201,6 +207,13 @@ static void send_msg(struct agent *ag, msg_t **mp)
     clock_gettime(CLOCK_REALTIME, &ts);
     m->ts_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     err_t err = ERR_INIT;
+    if (ag->chan < 0) {
+        /* between two host connections (listen mode): nobody to tell; the
+         * next host asks for the state (agent.list_containers) */
+        log_debug("no host connected: %s dropped", msg_type_name(m->type));
+        msg_destroy(mp);
+        return;
+    }
     if (agent_frame_writer_push_msg(ag->writer, m, &err) < 0) {
         log_warn("send %s: %s", msg_type_name(m->type), err_str(&err));
         err_clear(&err);
@@ -418,7 +431,7 @@ static void stream_update(struct stream *s)
 {
     if (s->fd < 0 || !s->ev)
         return;
-    bool want = s->credit > 0 && !s->p->c->ag->out_paused;
+    bool want = s->credit > 0 && !s->p->c->ag->out_paused && !s->p->c->ag->out_held;
     if (want && !s->armed)
         event_add(s->ev, NULL);
     else if (!want && s->armed)
@@ -433,7 +446,7 @@ static void on_stream(evutil_socket_t fd, short what, void *arg)
     struct agent *ag = p->c->ag;
     uint8_t buf[AGENT_CHUNK_MAX];
     size_t want = s->credit < sizeof buf ? (size_t)s->credit : sizeof buf;
-    if (want == 0 || ag->out_paused) {
+    if (want == 0 || ag->out_paused || ag->out_held) {
         stream_update(s);
         return;
     }
@@ -1765,6 +1778,64 @@ static void h_fault(struct agent *ag, const msg_t *req)
     reply_err_id(ag, req->id, EINVAL, "husk-agent: no fault '%s'", b->action);
 }
 
+/* Restore: every container and process the agent knows, with its state,
+ * so that a host re-attaching after its daemon died learns the truth
+ * (exits it missed included).  Bounded by AGENT_LIST_MAX entries. */
+static void streams_refresh(struct agent *ag)
+{
+    for (struct ctr *c = ag->ctrs; c; c = c->next)
+        for (struct proc *p = c->procs; p; p = p->next)
+            for (int i = 0; i < 2; i++)
+                stream_update(&p->out[i]);
+}
+
+static void h_list_containers(struct agent *ag, const msg_t *req)
+{
+    /* the host now knows every stream with AGENT_OUTPUT_WINDOW of credit */
+    if (ag->out_held) {
+        ag->out_held = false;
+        for (struct ctr *c = ag->ctrs; c; c = c->next)
+            for (struct proc *p = c->procs; p; p = p->next)
+                for (int i = 0; i < 2; i++)
+                    p->out[i].credit = AGENT_OUTPUT_WINDOW;
+        streams_refresh(ag);
+    }
+    static const char *const names[] = {
+        [CTR_CREATED] = "created", [CTR_RUNNING] = "running", [CTR_PAUSED] = "paused",
+        [CTR_STOPPED] = "stopped"};
+    msg_t *m = msg_new(MSG_AGENT_CONTAINERS);
+    if (!m)
+        return;
+    msg_agent_containers_t *b = m->body;
+    size_t n = 0;
+    for (struct ctr *c = ag->ctrs; c; c = c->next) {
+        for (struct proc *p = c->procs; p && n < AGENT_LIST_MAX; p = p->next, n++) {
+            bool init = p == c->procs;
+            const char *st = init ? names[c->state] : p->exited ? "stopped" : "running";
+            if (init && p->exited)
+                st = "stopped";
+            msg_strv_push(&b->container_ids, c->id);
+            msg_strv_push(&b->exec_ids, p->exec_id);
+            msg_strv_push(&b->states, st);
+            msg_u64v_push(&b->pids, p->pid > 0 ? (uint64_t)p->pid : 0);
+            msg_u64v_push(&b->exited, p->exited ? 1 : 0);
+            msg_u64v_push(&b->statuses, p->exited ? (uint64_t)(p->status & 0xffff) : 0);
+        }
+        if (!c->procs && n < AGENT_LIST_MAX) { /* created, init not forked yet */
+            msg_strv_push(&b->container_ids, c->id);
+            msg_strv_push(&b->exec_ids, "");
+            msg_strv_push(&b->states, names[c->state]);
+            msg_u64v_push(&b->pids, 0);
+            msg_u64v_push(&b->exited, 0);
+            msg_u64v_push(&b->statuses, 0);
+            n++;
+        }
+    }
+    if (n >= AGENT_LIST_MAX)
+        log_warn("list_containers: more than %d processes, the rest left out", AGENT_LIST_MAX);
+    reply_msg(ag, req->id, &m);
+}
+
 typedef void (*handler_fn)(struct agent *ag, const msg_t *req);
 static const struct {
     msg_type_t type;
@@ -1789,6 +1860,7 @@ static const struct {
     {MSG_AGENT_UPDATE_CONTAINER, h_update_container},
     {MSG_AGENT_STATS_CONTAINER, h_stats_container},
     {MSG_AGENT_LIST_PROCESSES, h_list_processes},
+    {MSG_AGENT_LIST_CONTAINERS, h_list_containers},
     {MSG_AGENT_MOUNT_STORAGES, h_mount_storages},
     {MSG_AGENT_UPDATE_INTERFACE, h_network},
     {MSG_AGENT_UPDATE_ROUTES, h_network},
@@ -1803,6 +1875,7 @@ static const struct {
 static int on_frame(void *arg, const uint8_t *buf, size_t len)
 {
     struct agent *ag = arg;
+    ag->had_host = true;
     msg_t *m = NULL;
     err_t err = ERR_INIT;
     if (msg_decode(buf, len, &m, &err) < 0) {
@@ -1836,8 +1909,69 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
     event_add(ag->chan_rev, NULL);
 }
 
+static void on_chan_read(evutil_socket_t fd, short what, void *arg);
+static void on_chan_write(evutil_socket_t fd, short what, void *arg);
+
+/* Listen mode: a host connected; it becomes the channel. */
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    struct agent *ag = arg;
+    int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) {
+        if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            log_warn("accept on the channel: %s", strerror(errno));
+        return;
+    }
+    struct event *r = event_new(ag->base, c, EV_READ | EV_PERSIST, on_chan_read, ag);
+    struct event *w = event_new(ag->base, c, EV_WRITE | EV_PERSIST, on_chan_write, ag);
+    if (!r || !w || event_add(r, NULL) < 0) {
+        log_error("agent channel: out of memory for a new host connection");
+        if (r)
+            event_free(r);
+        if (w)
+            event_free(w);
+        close(c);
+        return;
+    }
+    event_del(ag->accept_ev);
+    ag->chan = c;
+    ag->chan_rev = r;
+    ag->chan_wev = w;
+    ag->chan_wev_armed = false;
+    log_info("agent channel: host connected");
+    update_out_pause(ag);
+}
+
+static void hold_output(struct agent *ag)
+{
+    if (!ag->had_host || ag->out_held)
+        return;
+    ag->out_held = true;
+    for (struct ctr *c = ag->ctrs; c; c = c->next)
+        for (struct proc *p = c->procs; p; p = p->next)
+            for (int i = 0; i < 2; i++)
+                stream_update(&p->out[i]);
+}
+
 static void chan_lost(struct agent *ag, const char *why)
 {
+    hold_output(ag);
+    if (ag->opts->listen_fd > 0 && ag->accept_ev) {
+        /* listen mode: drop this host, wait for the next one; what was
+         * queued for it is of no use to another */
+        log_info("agent channel: host gone (%s); waiting for the next one", why);
+        event_free(ag->chan_rev);
+        event_free(ag->chan_wev);
+        ag->chan_rev = ag->chan_wev = NULL;
+        ag->chan_wev_armed = false;
+        close(ag->chan);
+        ag->chan = -1;
+        agent_frame_reader_reset(ag->reader);
+        agent_frame_writer_reset(ag->writer);
+        event_add(ag->accept_ev, NULL);
+        update_out_pause(ag);
+        return;
+    }
     if (ag->opts->virtio_port) {
         /* the host side of the port is not (or no longer) connected: a
          * virtio port reads EOF / polls HUP until it is; poll gently */
@@ -1845,6 +1979,8 @@ static void chan_lost(struct agent *ag, const char *why)
             log_info("agent channel: host not connected (%s); waiting", why);
         ag->host_gone = true;
         agent_frame_reader_reset(ag->reader);
+        if (ag->had_host) /* what was queued for that host is of no use to the next */
+            agent_frame_writer_reset(ag->writer);
         event_del(ag->chan_rev);
         struct timeval tv = {0, RECONNECT_MS * 1000};
         evtimer_add(ag->reconnect, &tv);
@@ -1860,6 +1996,10 @@ static void on_chan_read(evutil_socket_t fd, short what, void *arg)
     struct agent *ag = arg;
     err_t err = ERR_INIT;
     int r = agent_frame_read(ag->reader, ag->chan, READ_BUDGET, on_frame, ag, &err);
+    if (ag->chan != fd) { /* listen mode: that host is gone already */
+        err_clear(&err);
+        return;
+    }
     if (r >= 0) {
         if (ag->host_gone)
             log_info("agent channel: host connected");
@@ -1869,7 +2009,7 @@ static void on_chan_read(evutil_socket_t fd, short what, void *arg)
         chan_lost(ag, err_str(&err));
     } else if (r < 0) {
         log_error("agent channel: %s", err_str(&err));
-        if (ag->opts->virtio_port) {
+        if (ag->opts->virtio_port || ag->opts->listen_fd > 0) {
             chan_lost(ag, err_str(&err));
         } else {
             ag->quit = true;
@@ -1888,11 +2028,19 @@ static void on_chan_write(evutil_socket_t fd, short what, void *arg)
 static void chan_want_write(struct agent *ag)
 {
     err_t err = ERR_INIT;
+    if (ag->chan < 0)
+        return;
     int r = agent_frame_writer_flush(ag->writer, ag->chan, &err);
     if (r < 0) {
         log_warn("agent channel: %s", err_str(&err));
         err_clear(&err);
-        if (!ag->opts->virtio_port) {
+        if (ag->opts->listen_fd > 0) {
+            /* may run inside the reader's callback: let the read side see
+             * the end (EOF) and drop this host there */
+            agent_frame_writer_reset(ag->writer);
+            shutdown(ag->chan, SHUT_RDWR);
+            r = 0;
+        } else if (!ag->opts->virtio_port) {
             agent_frame_writer_reset(ag->writer);
             chan_lost(ag, "write failed");
         } else {
@@ -2002,6 +2150,14 @@ int agent_serve(const agent_opts_t *opts, err_t *err)
     ag.chan_rev = event_new(ag.base, ag.chan, EV_READ | EV_PERSIST, on_chan_read, &ag);
     ag.chan_wev = event_new(ag.base, ag.chan, EV_WRITE | EV_PERSIST, on_chan_write, &ag);
     ag.reconnect = evtimer_new(ag.base, on_reconnect, &ag);
+    if (opts->listen_fd > 0) {
+        set_nonblock(opts->listen_fd);
+        ag.accept_ev = event_new(ag.base, opts->listen_fd, EV_READ | EV_PERSIST, on_accept, &ag);
+        if (!ag.accept_ev) {
+            rc = err_make(err, ENOMEM, "agent: loop set-up failed");
+            goto out;
+        }
+    }
     ag.sig_ev = event_new(ag.base, ag.sfd, EV_READ | EV_PERSIST, on_signal, &ag);
     if (ag.ino >= 0)
         ag.ino_ev = event_new(ag.base, ag.ino, EV_READ | EV_PERSIST, on_inotify, &ag);
@@ -2038,6 +2194,10 @@ out:
         event_free(ag.chan_wev);
     if (ag.reconnect)
         event_free(ag.reconnect);
+    if (ag.accept_ev)
+        event_free(ag.accept_ev);
+    if (opts->listen_fd > 0)
+        close(opts->listen_fd);
     if (ag.sig_ev)
         event_free(ag.sig_ev);
     if (ag.ino_ev)
@@ -2050,6 +2210,7 @@ out:
         close(ag.sfd);
     if (ag.ino >= 0)
         close(ag.ino);
-    close(ag.chan);
+    if (ag.chan >= 0)
+        close(ag.chan);
     return rc;
 }

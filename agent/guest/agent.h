@@ -40,6 +40,12 @@ typedef struct agent_opts {
     const char *root;        /* directory for the agent's own state (created) */
     const char *cgroup_root; /* cgroup v2 directory for container cgroups, or NULL */
     bool init;               /* PID 1 of a guest VM (guest_details reports it) */
+    /* A listening socket (the local backend's agent.sock), or <= 0 for none
+     * (a zeroed opts has none).  When
+     * set, the end of channel_fd is not the end of the agent: it accepts
+     * the next host connection (a restarted daemon re-attaching), as a
+     * virtio port waits for the host to reconnect.  Owned by the agent. */
+    int listen_fd;
 } agent_opts_t;
 
 /* Serves the channel until it ends (not in virtio_port mode), SIGTERM or

@@ -111,6 +111,7 @@ static int run_init(int level)
         .root = "/run/husk-agent",
         .cgroup_root = is_cgroup2(AGENT_CGROUP_DIR) ? AGENT_CGROUP_DIR : NULL,
         .init = true,
+        .listen_fd = -1,
     };
     if (agent_serve(&opts, &err) < 0)
         log_error("agent: %s", err_str(&err));
@@ -205,7 +206,7 @@ int main(int argc, char **argv)
     }
     /* The local backend hands over a listening socket (same shape as
      * qemu's chardev): wait for the host to connect. */
-    int listening = 0;
+    int listening = 0, listen_fd = -1;
     socklen_t optlen = sizeof listening;
     if (getsockopt(chan, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) == 0 && listening) {
         int c;
@@ -215,11 +216,12 @@ int main(int argc, char **argv)
             log_error("accept on the channel: %s", strerror(errno));
             return 1;
         }
-        close(chan);
+        listen_fd = chan; /* kept: a restarted daemon connects again */
         chan = c;
     }
     container_cgroup_host_mode(true); /* on a host: skip controllers it lacks */
-    agent_opts_t opts = {.channel_fd = chan, .root = root, .cgroup_root = cg};
+    agent_opts_t opts = {
+        .channel_fd = chan, .root = root, .cgroup_root = cg, .listen_fd = listen_fd};
     int rc = agent_serve(&opts, &err);
     if (rc < 0)
         log_error("%s", err_str(&err));
