@@ -444,7 +444,8 @@ static void daemon_silent(actor_t *a, proxy_t *p, const char *why)
 static void rejoin(actor_t *a, proxy_t *p)
 {
     err_t err = ERR_INIT;
-    log_info("proxy %s: the sandbox daemon answers again: rejoining", p->name);
+    if (p->epoch)
+        log_info("proxy %s: a new sandbox daemon answers: rejoining", p->name);
     if (actor_rejoin(a, &err) < 0) {
         log_warn("proxy %s: rejoin: %s", p->name, err_str(&err));
         err_clear(&err);
@@ -461,8 +462,11 @@ static void on_pong(actor_t *a, msg_t **reply, void *arg)
         msg_bus_pong_t *b = MSG_BODY(*reply, BUS_PONG, bus_pong);
         uint64_t epoch = b ? b->epoch : 0;
         p->ping_misses = 0;
-        /* a restored daemon may answer before any ping was missed */
-        if (p->detached || (p->epoch && epoch && epoch != p->epoch))
+        /* a restored daemon may answer before any ping was missed, even
+         * before the first daemon ever did (it died right after our
+         * start): rejoin on every new epoch, the first one included (the
+         * same broker ignores what it already has) */
+        if (p->detached || (epoch && epoch != p->epoch))
             rejoin(a, p);
         if (epoch)
             p->epoch = epoch;
