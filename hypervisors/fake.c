@@ -20,12 +20,13 @@ enum {
     OP_MEMORY,
     OP_SAVE,
     OP_RESTORE,
+    OP_ATTACH,
     N_OPS
 };
 
 static const char *const op_names[N_OPS] = {
     "prepare",       "start",        "stop",          "pause", "resume", "add_device",
-    "remove_device", "resize_vcpus", "resize_memory", "save",  "restore"};
+    "remove_device", "resize_vcpus", "resize_memory", "save",  "restore", "attach"};
 
 struct completion {
     struct completion *next;
@@ -239,6 +240,13 @@ static int fk_restore(hv_t *hv, const char *p, hv_done_fn done, void *arg, err_t
     return begin(hv, OP_RESTORE, done, arg, err);
 }
 
+/* attach checks the pid as the real backends do, then completes as scripted */
+static int fk_attach(hv_t *hv, pid_t pid, uint64_t start, hv_done_fn done, void *arg, err_t *err)
+{
+    int r = hv_pid_check(pid, start, err);
+    return r < 0 ? r : begin(hv, OP_ATTACH, done, arg, err);
+}
+
 static int fk_pids(hv_t *hv, pid_t *pids, size_t max, size_t *n, err_t *err)
 {
     *n = 0;
@@ -258,6 +266,7 @@ const struct hv_ops hv_fake_ops = {
     .resume = fk_resume,
     .add_device = fk_add,
     .remove_device = fk_remove,
+    .attach = fk_attach,
     .resize_vcpus = fk_vcpus,
     .resize_memory = fk_memory,
     .save = fk_save,

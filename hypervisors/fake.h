@@ -11,7 +11,8 @@
 
 /* Operation names: "prepare", "start", "stop", "pause", "resume",
  * "add_device", "remove_device", "resize_vcpus", "resize_memory", "save",
- * "restore". */
+ * "restore", "attach" (attach first checks that the pid lives with its start
+ * time, as the real backends do). */
 
 /* The next calls of `op` complete with status (0 or -errno) after delay_ms.
  * A negative status makes the completion fail with that code and message

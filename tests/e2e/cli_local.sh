@@ -172,13 +172,16 @@ check "console socket: one SCM_RIGHTS pty master named /dev/ptmx" eval '[ $C_RC 
 check "console: the container has a tty, input and resizes arrive" eval 'has "^/dev/pts/[0-9]+$" && has "^got typed$" && has "^40 100$"'
 husk delete -f t1 >/dev/null 2>&1
 
-# ---- state and list after the daemon was killed ----------------------------------------------
+# ---- state and list after the daemon and its VMM were killed ------------------------------------
+# (a daemon killed alone is restored: tests/e2e/restore.sh)
 config '["sleep", "1000"]'
 run run -d --pid-file "$T/k1.pid" k1
 DPID=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$R/k1/sandbox.json")
-check "run -d" eval '[ $RC = 0 ] && [ -n "$DPID" ] && husk state k1 | grep -q "\"status\": \"running\""'
+VPID=$(sed -n 's/.*"vmm_pid": *\([0-9]*\).*/\1/p' "$R/k1/sandbox.json")
+check "run -d" eval '[ $RC = 0 ] && [ -n "$DPID" ] && [ -n "$VPID" ] && husk state k1 | grep -q "\"status\": \"running\""'
 kill -9 "$DPID"
-sleep 0.3
+kill -9 "$VPID"
+for i in $(seq 50); do kill -0 "$VPID" 2>/dev/null || break; sleep 0.1; done
 run state k1
 check "state after the daemon was killed: stopped, pid 0" eval '[ $RC = 0 ] && has "\"status\": \"stopped\"" && has "\"pid\": 0,"'
 run list

@@ -45,6 +45,7 @@ struct fake_agent {
     int calls;
     int net_calls[3];    /* update_interface, update_routes, add_arp_neighbors */
     char ifaces[4096]; /* every update_interface body, one a line */
+    int list_mode;     /* list_containers: 0 the script below, 1 malformed */
 };
 
 static void ok(actor_t *a, msg_t **m, msg_type_t t)
@@ -120,6 +121,27 @@ static void fa_any(actor_t *a, msg_t **m, void *state)
         actor_reply(a, *m, &r);
         break;
     }
+    case MSG_AGENT_LIST_CONTAINERS: {
+        /* restore: c1 runs (and its exec e1 exited 3), c2 exited 7, c3 is
+         * unknown to the guest, zz is unknown to the host */
+        msg_t *r = msg_new_reply(*m, MSG_AGENT_CONTAINERS);
+        msg_agent_containers_t *b = r->body;
+        const char *rows[][3] = {
+            {"c1", "", "running"}, {"c1", "e1", "stopped"}, {"c2", "", "stopped"}, {"zz", "", "running"}};
+        const uint64_t exited_v[] = {0, 1, 1, 0}, status_v[] = {0, 3, 7, 0};
+        for (int i = 0; i < 4; i++) {
+            msg_strv_push(&b->container_ids, rows[i][0]);
+            msg_strv_push(&b->exec_ids, rows[i][1]);
+            msg_strv_push(&b->states, rows[i][2]);
+            msg_u64v_push(&b->pids, 10 + (uint64_t)i);
+            msg_u64v_push(&b->exited, exited_v[i]);
+            msg_u64v_push(&b->statuses, status_v[i]);
+        }
+        if (fa->list_mode == 1)
+            msg_u64v_push(&b->statuses, 1); /* one more status than entries */
+        actor_reply(a, *m, &r);
+        break;
+    }
     case MSG_AGENT_STATS_CONTAINER: {
         msg_t *r = msg_new_reply(*m, MSG_AGENT_STATS);
         ((msg_agent_stats_t *)r->body)->memory_current = 4096;
@@ -138,7 +160,7 @@ static const msg_type_t fa_types[] = {
     MSG_AGENT_EXEC_PROCESS,     MSG_AGENT_SIGNAL_PROCESS,   MSG_AGENT_PAUSE_CONTAINER,
     MSG_AGENT_RESUME_CONTAINER, MSG_AGENT_UPDATE_CONTAINER, MSG_AGENT_STATS_CONTAINER,
     MSG_AGENT_LIST_PROCESSES,   MSG_AGENT_UPDATE_INTERFACE, MSG_AGENT_UPDATE_ROUTES,
-    MSG_AGENT_ADD_ARP_NEIGHBORS,
+    MSG_AGENT_ADD_ARP_NEIGHBORS, MSG_AGENT_LIST_CONTAINERS,
 };
 static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
 
@@ -306,6 +328,146 @@ static void expect_state(struct fx *f, const char *id, const char *want)
     if (!s || strcmp(s, want))
         fail_msg("%s: state %s, want %s", id, s ? s : "(none)", want);
     free(s);
+}
+
+/* ---- restore ---------------------------------------------------------------------- */
+
+/* The daemon "dies" (runtime and hypervisor actors stop; the state stays),
+ * the sandbox records a live VMM (vmm_pid: this process, or a dead pid),
+ * and a restoring runtime takes over.  Returns what restored_fd said (1
+ * restored, 2 given up, 0 nothing within 10 s). */
+static uint64_t fx_restore(struct fx *f, bool vmm_alive)
+{
+    err_t err = ERR_INIT;
+    actor_stop(&f->rt, 2000);
+    actor_stop(&f->hv, 2000);
+    if (done(f, 0)) { /* the dead runtime's last word: consumed */
+        uint64_t v;
+        assert_int_equal(read(f->done_fd, &v, sizeof v), sizeof v);
+    }
+    persist_store_t *st = NULL;
+    persist_sandbox_t *sb = NULL;
+    assert_int_equal(persist_store_open(f->root, &st, NULL), 0);
+    assert_int_equal(persist_sandbox_load(st, "sb", &sb, NULL), 0);
+    pid_t pid = getpid();
+    if (!vmm_alive) { /* a child that has exited and been reaped */
+        pid = fork();
+        if (pid == 0)
+            _exit(0);
+        waitpid(pid, NULL, 0);
+    }
+    sb->vmm_pid = pid;
+    sb->vmm_start = 0;
+    free(sb->agent_socket); /* the fake VM has none; the scripted agent connects anyway */
+    sb->agent_socket = strdup("/nonexistent/agent.sock");
+    if (vmm_alive)
+        assert_int_equal(persist_proc_start_time(pid, &sb->vmm_start, NULL), 0);
+    assert_int_equal(persist_sandbox_save(st, sb, NULL), 0);
+    persist_sandbox_free(&sb);
+    persist_store_destroy(&st);
+    actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
+    assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
+    int rfd = eventfd(0, EFD_CLOEXEC);
+    rt_actor_opts_t ro = {.cfg = f->cfg,
+                          .root = f->root,
+                          .sandbox_id = "sb",
+                          .done_fd = f->done_fd,
+                          .restore = true,
+                          .restored_fd = rfd};
+    if (rt_actor_start(&ao, &ro, &f->rt, &err) < 0)
+        fail_msg("runtime: %s", err_str(&err));
+    struct pollfd p = {rfd, POLLIN, 0};
+    uint64_t v = 0;
+    if (poll(&p, 1, 10000) == 1)
+        assert_int_equal(read(rfd, &v, sizeof v), sizeof v);
+    close(rfd);
+    return v;
+}
+
+static int exit_status_of(struct fx *f, const char *id)
+{
+    persist_store_t *st = NULL;
+    persist_container_t *c = NULL;
+    assert_int_equal(persist_store_open(f->root, &st, NULL), 0);
+    int s = -1;
+    if (persist_container_load(st, "sb", id, &c, NULL) == 0 && c->exited)
+        s = c->exit_status;
+    persist_container_free(&c);
+    persist_store_destroy(&st);
+    return s;
+}
+
+static void test_rt_actor_restore_reconciles_with_the_guest(void **s)
+{
+    struct fx *f = fx_new(false);
+    char text[512];
+    for (int i = 1; i <= 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "c%d", i);
+        assert_int_equal(create(f, id, text), 0);
+        assert_int_equal(rt(f, idmsg(MSG_RT_START, id), NULL, text), 0);
+    }
+    assert_int_equal(fx_restore(f, true), 1);
+    expect_state(f, "c1", "running"); /* the guest runs it */
+    expect_state(f, "c2", "stopped"); /* exited while no daemon ran */
+    assert_int_equal(exit_status_of(f, "c2"), 7);
+    expect_state(f, "c3", "stopped"); /* unknown to the guest */
+    assert_int_equal(exit_status_of(f, "c3"), 255);
+    /* the restored runtime serves: waits answer with the guest's statuses */
+    msg_t *w = idmsg(MSG_RT_WAIT, "c2"), *r = NULL;
+    assert_int_equal(rt(f, w, &r, text), 0);
+    assert_int_equal(MSG_BODY(r, RT_EXITED, rt_exited)->status, 7);
+    msg_destroy(&r);
+    w = idmsg(MSG_RT_WAIT, "c1");
+    msg_set_str(&((msg_rt_wait_t *)w->body)->exec_id, "e1");
+    assert_int_equal(rt(f, w, &r, text), 0);
+    assert_int_equal(MSG_BODY(r, RT_EXITED, rt_exited)->status, 3);
+    msg_destroy(&r);
+    /* the id only the guest reported was refused, not adopted */
+    assert_int_equal(rt(f, idmsg(MSG_RT_KILL, "zz"), NULL, text), ENOENT);
+    /* and the sandbox records this (living) daemon as its own */
+    persist_store_t *st = NULL;
+    persist_sandbox_t *sb = NULL;
+    assert_int_equal(persist_store_open(f->root, &st, NULL), 0);
+    assert_int_equal(persist_sandbox_load(st, "sb", &sb, NULL), 0);
+    assert_string_equal(sb->state, "ready");
+    assert_true(persist_daemon_alive(sb));
+    persist_sandbox_free(&sb);
+    persist_store_destroy(&st);
+    assert_false(done(f, 0));
+    /* and tears the sandbox down as a booted one (the share found again) */
+    assert_int_equal(rt(f, msg_new(MSG_RT_SHUTDOWN), NULL, text), 0);
+    assert_true(done(f, 5000));
+    struct stat stb;
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/sb", f->root);
+    assert_int_equal(stat(dir, &stb), -1);
+    fx_free(f);
+}
+
+static void test_rt_actor_restore_malformed_list_gives_up(void **s)
+{
+    struct fx *f = fx_new(false);
+    char text[512];
+    assert_int_equal(create(f, "c1", text), 0);
+    assert_int_equal(rt(f, idmsg(MSG_RT_START, "c1"), NULL, text), 0);
+    f->fa.list_mode = 1;
+    assert_int_equal(fx_restore(f, true), 2);
+    expect_state(f, "c1", "stopped");
+    assert_int_equal(exit_status_of(f, "c1"), 255);
+    assert_true(done(f, 5000)); /* the daemon leaves */
+    fx_free(f);
+}
+
+static void test_rt_actor_restore_with_a_dead_vmm_gives_up(void **s)
+{
+    struct fx *f = fx_new(false);
+    char text[512];
+    assert_int_equal(create(f, "c1", text), 0);
+    assert_int_equal(fx_restore(f, false), 2);
+    expect_state(f, "c1", "stopped");
+    assert_true(done(f, 5000));
+    fx_free(f);
 }
 
 /* ---- tests ----------------------------------------------------------------------- */
@@ -776,6 +938,9 @@ int main(void)
         cmocka_unit_test(test_rt_actor_bad_spec_refused_before_boot),
         cmocka_unit_test(test_rt_actor_vm_death_stops_every_container),
         cmocka_unit_test(test_rt_actor_shutdown_removes_everything),
+        cmocka_unit_test(test_rt_actor_restore_reconciles_with_the_guest),
+        cmocka_unit_test(test_rt_actor_restore_malformed_list_gives_up),
+        cmocka_unit_test(test_rt_actor_restore_with_a_dead_vmm_gives_up),
         cmocka_unit_test_teardown(test_rt_actor_agent_step_failures, net_teardown),
         cmocka_unit_test_teardown(test_rt_actor_network_boot_update_shutdown, net_teardown),
         cmocka_unit_test_teardown(test_rt_actor_network_refused_fails_the_boot, net_teardown),
