@@ -11,10 +11,13 @@
  *   garbage      greet with a line that is not JSON
  *   silent       accept and never greet
  *   ignore-quit  answer quit but stay alive (the kill timer must act)
+ * Like qemu's server chardev, it accepts the next QMP client when one goes
+ * away without quit (a restarted daemon re-attaching).
  * Device ids starting with "fail" make device_add fail, node names or
  * netdev ids containing "bad" make the backend step fail, and ids
  * starting with "stuck" are never reported deleted. */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +72,8 @@ int main(void)
         fprintf(stderr, "fake_qemu: starting\nfake_qemu: boom\n");
         return 1;
     }
+    bool quit = false;
+next_client:;
     int fd = accept(3, NULL, NULL);
     if (fd < 0) {
         perror("fake_qemu: accept on fd 3");
@@ -115,6 +120,7 @@ int main(void)
         } else if (!strcmp(ex, "quit")) {
             reply(id, NULL);
             if (strcmp(mode, "ignore-quit")) {
+                quit = true;
                 event("SHUTDOWN", json_pack("{s:b,s:s}", "guest", 0, "reason", "host-qmp-quit"));
                 json_decref(cmd);
                 break;
@@ -146,6 +152,11 @@ int main(void)
         json_decref(cmd);
     }
     free(line);
+    if (!quit && strcmp(mode, "ignore-quit")) { /* the client went away */
+        fclose(out);
+        fclose(in);
+        goto next_client;
+    }
     if (!strcmp(mode, "ignore-quit"))
         for (;;)
             pause();

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,7 +213,114 @@ static bool exists(const char *dir, const char *name)
     return access(p, F_OK) == 0;
 }
 
+/* A "daemon" (a child process) starts the VM and dies without a word:
+ * returns the qemu pid, which must outlive it (restore). */
+static pid_t start_in_dying_daemon(struct fx *f)
+{
+    int pp[2];
+    assert_int_equal(pipe(pp), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(pp[0]);
+        struct event_base *base = event_base_new();
+        hv_t *hv = NULL;
+        struct op o = {0};
+        pid_t pid = -1;
+        if (base && hv_new(hv_ops_by_name("qemu"), base, &f->c, &hv, NULL) == 0 &&
+            hv_start(hv, on_done, &o, NULL) == 0) {
+            for (int i = 0; i < 200 && !o.done; i++)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(10000);
+            size_t n = 0;
+            if (o.done && o.status == 0)
+                hv_pids(hv, &pid, 1, &n, NULL);
+        }
+        ssize_t w = write(pp[1], &pid, sizeof pid);
+        (void)w;
+        kill(getpid(), SIGKILL); /* no destructor runs: as a daemon SIGKILLed */
+        _exit(1);
+    }
+    close(pp[1]);
+    pid_t pid = -1;
+    assert_int_equal(read(pp[0], &pid, sizeof pid), sizeof pid);
+    close(pp[0]);
+    waitpid(child, NULL, 0);
+    assert_true(pid > 0);
+    return pid;
+}
+
+static uint64_t start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    assert_non_null(p);
+    unsigned long long st = 0;
+    /* fields 3..21 then 22 */
+    p += 2;
+    for (int i = 3; i < 22; i++)
+        p = strchr(p, ' ') + 1;
+    assert_int_equal(sscanf(p, "%llu", &st), 1);
+    return st;
+}
+
 /* ---- tests ----------------------------------------------------------------------- */
+
+static void test_hv_qemu_vm_attach_after_its_daemon_died(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid = start_in_dying_daemon(f);
+    assert_int_equal(kill(pid, 0), 0); /* qemu outlived its daemon */
+    uint64_t st = start_time(pid);
+    new_hv(f);
+    err_t err = ERR_INIT;
+    struct op o = {0};
+    /* another process's start time: refused, nothing attached */
+    assert_int_equal(hv_attach(f->hv, pid, st + 1, on_done, &o, &err), -ESRCH);
+    assert_non_null(strstr(err_str(&err), "another process"));
+    err_clear(&err);
+    if (hv_attach(f->hv, pid, st, on_done, &o, &err) < 0)
+        fail_msg("attach: %s", err_str(&err));
+    run_until(f, &o.done);
+    if (o.status != 0)
+        fail_msg("attach: %d %s", o.status, o.msg);
+    assert_int_equal(vm_pid(f), pid);
+    /* QMP works again */
+    struct op p = {0};
+    assert_int_equal(hv_pause(f->hv, on_done, &p, &err), 0);
+    run_until(f, &p.done);
+    assert_int_equal(p.status, 0);
+    /* stop: the exit of a process that is not our child is still seen */
+    struct op s = {0};
+    assert_int_equal(hv_stop(f->hv, on_done, &s, &err), 0);
+    run_until(f, &s.done);
+    run_until(f, &f->n_exited);
+    assert_true(f->exit_expected);
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++)
+        usleep(20000); /* its reaper (not us) collects it */
+    assert_false(exists(f->sbdir, "qmp.sock"));
+}
+
+static void test_hv_qemu_vm_attach_to_a_dead_pid_fails(void **state)
+{
+    struct fx *f = *state;
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    waitpid(pid, NULL, 0);
+    new_hv(f);
+    err_t err = ERR_INIT;
+    struct op o = {0};
+    assert_int_equal(hv_attach(f->hv, pid, 0, on_done, &o, &err), -ESRCH);
+    err_clear(&err);
+    assert_int_equal(o.done, 0);
+}
+
 
 static void test_hv_qemu_vm_lifecycle(void **state)
 {
@@ -573,6 +681,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hv_qemu_vm_start_failures, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hv_qemu_vm_prepare_checks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_hv_qemu_vm_hotplug, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qemu_vm_attach_after_its_daemon_died, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hv_qemu_vm_attach_to_a_dead_pid_fails, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
