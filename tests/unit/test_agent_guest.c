@@ -709,6 +709,31 @@ static void test_agent_guest_exec_and_signals(void **state)
     msg_destroy(&r);
     /* unknown exec */
     assert_int_equal(call_err(f, req_ce(MSG_AGENT_WAIT_PROCESS, "c2", "e9"), NULL), ENOENT);
+    /* what a restoring host asks: every process with its state */
+    r = call(f, msg_new(MSG_AGENT_LIST_CONTAINERS));
+    assert_int_equal(r->type, MSG_AGENT_CONTAINERS);
+    msg_agent_containers_t *lc = r->body;
+    /* init, and e1 unless its wait above already released it */
+    assert_true(lc->container_ids.n == 1 || lc->container_ids.n == 2);
+    assert_int_equal(lc->states.n, lc->container_ids.n);
+    assert_int_equal(lc->statuses.n, lc->container_ids.n);
+    bool saw_init = false;
+    for (size_t i = 0; i < lc->container_ids.n; i++) {
+        assert_string_equal(lc->container_ids.v[i], "c2");
+        if (!lc->exec_ids.v[i][0]) {
+            saw_init = true;
+            assert_string_equal(lc->states.v[i], "running");
+            assert_true(lc->pids.v[i] > 0);
+            assert_int_equal(lc->exited.v[i], 0);
+        } else {
+            assert_string_equal(lc->exec_ids.v[i], "e1");
+            assert_string_equal(lc->states.v[i], "stopped");
+            assert_int_equal(lc->exited.v[i], 1);
+            assert_int_equal(lc->statuses.v[i], 5);
+        }
+    }
+    assert_true(saw_init);
+    msg_destroy(&r);
     /* a bad signal number */
     msg_t *sig = req_ce(MSG_AGENT_SIGNAL_PROCESS, "c2", "");
     ((msg_agent_signal_process_t *)sig->body)->signal = 4096;
