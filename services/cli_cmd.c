@@ -859,7 +859,7 @@ static int do_create(cli_opts_t *o, bool detach, created_t *out, err_t *err)
         goto out;
     }
     err_clear(&e2);
-    if (kind == OCI_CRI_CONTAINER && !bus_answers(o->root, sb, 2000)) {
+    if (kind == OCI_CRI_CONTAINER && !bus_answers(o->root, sb, 2000) && !revive_sandbox(o, sb)) {
         rc = err_make(err, ENOENT, "sandbox %s is not running", sb);
         goto out;
     }
@@ -1086,6 +1086,30 @@ static int cmd_kill(cli_opts_t *o)
     return rc < 0 ? fail_err(o, 1, NULL, &err) : 0;
 }
 
+/* Kills the VMM of a sandbox whose daemon is gone (through a pidfd, after
+ * checking its start time: no pid reuse race) and waits for it (5 s at
+ * most), so that the share it held can be unmounted. */
+static void kill_orphan_vmm(persist_store_t *store, const char *sb)
+{
+    persist_sandbox_t *s = NULL;
+    err_t e = ERR_INIT;
+    if (persist_sandbox_load(store, sb, &s, &e) == 0 && s->vmm_pid > 0 &&
+        persist_pid_alive(s->vmm_pid, s->vmm_start)) {
+        int fd = (int)syscall(SYS_pidfd_open, s->vmm_pid, 0);
+        if (fd >= 0 && persist_pid_alive(s->vmm_pid, s->vmm_start)) {
+            log_warn("delete: killing the orphaned VMM %d of sandbox %s", (int)s->vmm_pid, sb);
+            syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+            struct pollfd p = {fd, POLLIN, 0};
+            while (poll(&p, 1, 5000) < 0 && errno == EINTR)
+                ;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    err_clear(&e);
+    persist_sandbox_free(&s);
+}
+
 static int cmd_delete(cli_opts_t *o)
 {
     err_t err = ERR_INIT;
@@ -1125,6 +1149,9 @@ static int cmd_delete(cli_opts_t *o)
             rc = persist_container_remove(store, sb, id, &err);
             if (rc == 0 && persist_container_list(store, sb, &ids, &n, &err) == 0 && n == 0) {
                 persist_unlock(&lock);
+                /* a VMM that outlived its daemon and was not restored
+                 * (its sandbox was not ready, or the restore gave up) */
+                kill_orphan_vmm(store, sb);
                 /* what the dead daemon would have removed: the share's
                  * mounts, the host cgroup, the local agent's cgroup */
                 char *dir = NULL;

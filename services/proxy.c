@@ -330,6 +330,12 @@ static void on_state_changed(actor_t *a, msg_t **mp, void *state)
     msg_rt_state_changed_t *b = (*mp)->body;
     if (!b->id || strcmp(b->id, p->o->id))
         return;
+    if (!strcmp(b->state, "deleted") && p->exited) {
+        /* its exit is known and it is gone: no more output can come (a
+         * restored local agent, say, outlives the channel that ended it) */
+        finish(a, p, p->status, "exited and deleted");
+        return;
+    }
     /* the container is gone: whatever of ours still ran was killed; give
      * the exit event a moment to arrive with the real status */
     if (!strcmp(b->state, "deleted") && !p->t_grace && !p->finished)
