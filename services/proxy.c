@@ -198,6 +198,7 @@ typedef struct proxy {
     int ping_misses;
     bool detached;       /* the daemon is gone, the VMM lives: waiting for a restore */
     uint64_t epoch;      /* the broker's, from its pongs: a change is a new daemon */
+    char ctr_created[64]; /* exec proxy: its container's `created`, read at start */
     bool restore_started; /* this proxy started a restoring daemon (once per detach) */
     bool finished;
 } proxy_t;
@@ -413,6 +414,35 @@ static void start_restore_daemon(const char *root, const char *sb)
         ;
 }
 
+/* The container this proxy stands for is still the one on disk: a
+ * container deleted and created again under the same id (and its sandbox
+ * with it) is another one, whose daemon this proxy must not rejoin.  init
+ * proxies are its init_pid; exec proxies saw its `created` at start. */
+static bool still_ours(const proxy_t *p, persist_store_t *store, const char *sb)
+{
+    persist_container_t *c = NULL;
+    if (persist_container_load(store, sb, p->o->id, &c, NULL) < 0)
+        return false;
+    bool ours = !p->exec_id[0] ? c->init_pid == getpid()
+                               : p->ctr_created[0] && c->created &&
+                                     !strcmp(c->created, p->ctr_created);
+    persist_container_free(&c);
+    return ours;
+}
+
+static void remember_container(proxy_t *p)
+{
+    char root[4096], sb[256];
+    persist_store_t *store = NULL;
+    persist_container_t *c = NULL;
+    if (p->exec_id[0] && sandbox_of(p, root, sizeof root, sb, sizeof sb) &&
+        persist_store_open(root, &store, NULL) == 0 &&
+        persist_container_load(store, sb, p->o->id, &c, NULL) == 0 && c->created)
+        snprintf(p->ctr_created, sizeof p->ctr_created, "%s", c->created);
+    persist_container_free(&c);
+    persist_store_destroy(&store);
+}
+
 /* The daemon stopped answering: the container is gone only when its VMM
  * is (or the sandbox is no longer a ready one); while the VMM lives, a
  * restoring daemon is started and awaited (docs/state.md "Restore"). */
@@ -427,7 +457,7 @@ static void daemon_silent(actor_t *a, proxy_t *p, const char *why)
         persist_store_open(root, &store, &err) == 0 &&
         persist_sandbox_load(store, sb, &s, &err) == 0) {
         vmm = s->vmm_pid > 0 && persist_pid_alive(s->vmm_pid, s->vmm_start) && s->state &&
-              !strcmp(s->state, "ready");
+              !strcmp(s->state, "ready") && still_ours(p, store, sb);
         daemon = persist_daemon_alive(s);
     }
     err_clear(&err);
@@ -450,6 +480,17 @@ static void daemon_silent(actor_t *a, proxy_t *p, const char *why)
 static void rejoin(actor_t *a, proxy_t *p)
 {
     err_t err = ERR_INIT;
+    if (p->epoch || p->detached) { /* a new daemon: is it still our container's? */
+        char root[4096], sb[256];
+        persist_store_t *store = NULL;
+        bool ours = sandbox_of(p, root, sizeof root, sb, sizeof sb) &&
+                    persist_store_open(root, &store, NULL) == 0 && still_ours(p, store, sb);
+        persist_store_destroy(&store);
+        if (!ours) {
+            lost(a, p, "%s", "its container was deleted (another one has its id now)");
+            return;
+        }
+    }
     if (p->epoch)
         log_info("proxy %s: a new sandbox daemon answers: rejoining", p->name);
     if (actor_rejoin(a, &err) < 0) {
@@ -652,6 +693,7 @@ static int proxy_init(actor_t *a, void *state, err_t *err)
     proxy_t *p = state;
     p->w_ack = actor_watch(a, p->ack_pipe[0], EV_READ, on_ack, p);
     p->t_ping = actor_timer(a, PING_MS, true, ping, p);
+    remember_container(p);
     if (!p->w_ack || !p->t_ping)
         return err_make(err, ENOMEM, "proxy: watch");
     if (p->o->sync_fd >= 0)
