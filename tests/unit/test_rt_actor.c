@@ -341,6 +341,7 @@ static uint64_t fx_restore(struct fx *f, bool vmm_alive)
     err_t err = ERR_INIT;
     actor_stop(&f->rt, 2000);
     actor_stop(&f->hv, 2000);
+    actor_stop(&f->res, 2000); /* it releases what it held: adopt finds less */
     if (done(f, 0)) { /* the dead runtime's last word: consumed */
         uint64_t v;
         assert_int_equal(read(f->done_fd, &v, sizeof v), sizeof v);
@@ -367,6 +368,10 @@ static uint64_t fx_restore(struct fx *f, bool vmm_alive)
     persist_store_destroy(&st);
     actor_opts_t ao = {.zctx = bus_context(f->bus), .endpoint = bus_endpoint(f->bus)};
     assert_int_equal(hv_actor_start(&ao, f->cfg, NULL, &f->hv, &err), 0);
+    char cgfs[192];
+    snprintf(cgfs, sizeof cgfs, "%s/no-cgroupfs", f->root);
+    res_actor_opts_t rso = {.cgroup_fs_root = cgfs};
+    assert_int_equal(res_actor_start(&ao, &rso, &f->res, &err), 0);
     int rfd = eventfd(0, EFD_CLOEXEC);
     rt_actor_opts_t ro = {.cfg = f->cfg,
                           .root = f->root,
