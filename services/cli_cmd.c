@@ -38,6 +38,7 @@
 #include "persist/store.h"
 #include "hypervisors/hv.h"
 #include "resources/cgroup_host.h"
+#include "resources/resource_actor.h"
 #include "resources/share.h"
 #include "services/daemon.h"
 #include "services/proxy.h"
@@ -1162,7 +1163,9 @@ static int cmd_delete(cli_opts_t *o)
                 err_clear(&e2);
                 free(dir);
                 res_cgroup_t *cg = NULL;
-                if (res_cgroup_open(NULL, sb, &cg, &e2) == 0 &&
+                char cgname[PERSIST_MAX_ID + 32]; /* as the resources actor names it */
+                if (res_actor_cgroup_name(o->root, sb, cgname, sizeof cgname, &e2) == 0 &&
+                    res_cgroup_open(NULL, cgname, &cg, &e2) == 0 &&
                     res_cgroup_remove(cg, 1000, &e2) < 0)
                     log_warn("remove the cgroup of %s: %s, ignoring", sb, err_str(&e2));
                 err_clear(&e2);

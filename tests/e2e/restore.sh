@@ -104,7 +104,9 @@ nothing_left() { # sandbox: no state dir, mount, cgroup or process of it
         { echo "# a mount under $R/$sb is left"; return 1; }
     [ ! -e "/sys/fs/cgroup/unified/husk-agent.$sb" ] && [ ! -e "/sys/fs/cgroup/husk-agent.$sb" ] ||
         { echo "# the agent cgroup of $sb is left"; return 1; }
-    ! find /sys/fs/cgroup -maxdepth 3 -type d -name "$sb" 2>/dev/null | grep -q . ||
+    # the host cgroup: <id>-<hash of the root> (resources/resource_actor.h)
+    ! find /sys/fs/cgroup -maxdepth 3 -type d -regextype posix-extended \
+        -regex ".*/$sb(-[0-9a-f]{12})?" 2>/dev/null | grep -q . ||
         { echo "# a host cgroup of $sb is left"; return 1; }
     ! pgrep -f "$R/$sb" >/dev/null || { echo "# a process of $sb is left: $(pgrep -af "$R/$sb")"; return 1; }
 }
