@@ -25,7 +25,7 @@ enum {
 };
 
 static const char *const op_names[N_OPS] = {
-    "prepare",       "start",        "stop",          "pause", "resume", "add_device",
+    "prepare",       "start",        "stop",          "pause", "resume",  "add_device",
     "remove_device", "resize_vcpus", "resize_memory", "save",  "restore", "attach"};
 
 struct completion {

@@ -223,8 +223,7 @@ struct hv_ops {
     const char *(*agent_socket)(hv_t *hv);
     /* Takes over a VMM that a previous owner started and that outlived it
      * (see hv_attach). */
-    int (*attach)(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg,
-                  err_t *err);
+    int (*attach)(hv_t *hv, pid_t pid, uint64_t pid_start, hv_done_fn done, void *arg, err_t *err);
 };
 
 /* Registry. */

@@ -2434,8 +2434,7 @@ static void restore_end(struct rt *rt, bool ok)
 
 /* Takes the persisted records (persist.loaded) into rt: the one place that
  * reads the state of a restore; rs gets the VMM to attach to. */
-static int load_state(struct rt *rt, const msg_persist_loaded_t *b, struct restore *rs,
-                      err_t *err)
+static int load_state(struct rt *rt, const msg_persist_loaded_t *b, struct restore *rs, err_t *err)
 {
     persist_sandbox_t *sb = NULL;
     persist_container_t **pcs = NULL;
@@ -2668,8 +2667,7 @@ static void on_restore_saved(struct op *op, const err_t *why)
     struct rt *rt = op->rt;
     op_free(op);
     if (why)
-        log_warn("restore: save the sandbox state: %s (the persist actor retries)",
-                 err_str(why));
+        log_warn("restore: save the sandbox state: %s (the persist actor retries)", err_str(why));
     restore_end(rt, true);
 }
 
@@ -2711,8 +2709,7 @@ static void on_restore_listed(actor_t *a, msg_t **reply, void *arg)
             request(rt, "agent", &m, AGENT_QUICK_MS, on_kill_done, NULL);
         }
     }
-    log_info("sandbox %s restored (%s, VMM pid %d)", rt->sandbox_id, rt->backend,
-             (int)rt->vmm_pid);
+    log_info("sandbox %s restored (%s, VMM pid %d)", rt->sandbox_id, rt->backend, (int)rt->vmm_pid);
     /* this daemon's pid: readers find it alive; serve once it is on disk */
     save_sandbox_then(rt, op_new(rt, NULL, NULL), on_restore_saved);
 }
@@ -2799,8 +2796,7 @@ static void restore_resources(struct restore *rs)
     b->vm = rt->vm;
     b->adopt = true;
     if (rt->vm && rt->netns[0])
-        log_warn("restore: the taps in %s are not adopted; they go with the namespace",
-                 rt->netns);
+        log_warn("restore: the taps in %s are not adopted; they go with the namespace", rt->netns);
     rt->res_held = true;
     if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_restore_res, rs) < 0)
         restore_give_up(rs, "cannot reach the resources actor");

@@ -196,8 +196,8 @@ typedef struct proxy {
     bool exited;
     int status;
     int ping_misses;
-    bool detached;       /* the daemon is gone, the VMM lives: waiting for a restore */
-    uint64_t epoch;      /* the broker's, from its pongs: a change is a new daemon */
+    bool detached;        /* the daemon is gone, the VMM lives: waiting for a restore */
+    uint64_t epoch;       /* the broker's, from its pongs: a change is a new daemon */
     char ctr_created[64]; /* exec proxy: its container's `created`, read at start */
     bool restore_started; /* this proxy started a restoring daemon (once per detach) */
     bool finished;
@@ -405,8 +405,8 @@ static void start_restore_daemon(const char *root, const char *sb)
         syscall(SYS_close_range, 3, ~0U, 0);
         setenv("HUSK_DAEMON_RESTORE", "1", 1);
         unsetenv("HUSK_READY_FD");
-        char *argv[] = {"husk", "--root", (char *)root, "--log", log_path, "__daemon",
-                        (char *)sb, NULL};
+        char *argv[] = {"husk",   "--root",   (char *)root, "--log",
+                        log_path, "__daemon", (char *)sb,   NULL};
         execv("/proc/self/exe", argv);
         _exit(127);
     }
@@ -423,9 +423,9 @@ static bool still_ours(const proxy_t *p, persist_store_t *store, const char *sb)
     persist_container_t *c = NULL;
     if (persist_container_load(store, sb, p->o->id, &c, NULL) < 0)
         return false;
-    bool ours = !p->exec_id[0] ? c->init_pid == getpid()
-                               : p->ctr_created[0] && c->created &&
-                                     !strcmp(c->created, p->ctr_created);
+    bool ours = !p->exec_id[0]
+                    ? c->init_pid == getpid()
+                    : p->ctr_created[0] && c->created && !strcmp(c->created, p->ctr_created);
     persist_container_free(&c);
     return ours;
 }

@@ -1800,9 +1800,10 @@ static void h_list_containers(struct agent *ag, const msg_t *req)
                     p->out[i].credit = AGENT_OUTPUT_WINDOW;
         streams_refresh(ag);
     }
-    static const char *const names[] = {
-        [CTR_CREATED] = "created", [CTR_RUNNING] = "running", [CTR_PAUSED] = "paused",
-        [CTR_STOPPED] = "stopped"};
+    static const char *const names[] = {[CTR_CREATED] = "created",
+                                        [CTR_RUNNING] = "running",
+                                        [CTR_PAUSED] = "paused",
+                                        [CTR_STOPPED] = "stopped"};
     msg_t *m = msg_new(MSG_AGENT_CONTAINERS);
     if (!m)
         return;

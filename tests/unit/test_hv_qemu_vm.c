@@ -321,7 +321,6 @@ static void test_hv_qemu_vm_attach_to_a_dead_pid_fails(void **state)
     assert_int_equal(o.done, 0);
 }
 
-
 static void test_hv_qemu_vm_lifecycle(void **state)
 {
     struct fx *f = *state;

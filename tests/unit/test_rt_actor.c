@@ -126,8 +126,10 @@ static void fa_any(actor_t *a, msg_t **m, void *state)
          * unknown to the guest, zz is unknown to the host */
         msg_t *r = msg_new_reply(*m, MSG_AGENT_CONTAINERS);
         msg_agent_containers_t *b = r->body;
-        const char *rows[][3] = {
-            {"c1", "", "running"}, {"c1", "e1", "stopped"}, {"c2", "", "stopped"}, {"zz", "", "running"}};
+        const char *rows[][3] = {{"c1", "", "running"},
+                                 {"c1", "e1", "stopped"},
+                                 {"c2", "", "stopped"},
+                                 {"zz", "", "running"}};
         const uint64_t exited_v[] = {0, 1, 1, 0}, status_v[] = {0, 3, 7, 0};
         for (int i = 0; i < 4; i++) {
             msg_strv_push(&b->container_ids, rows[i][0]);
@@ -155,11 +157,11 @@ static void fa_any(actor_t *a, msg_t **m, void *state)
 }
 
 static const msg_type_t fa_types[] = {
-    MSG_AGENT_CONNECT,          MSG_AGENT_CREATE_SANDBOX,   MSG_AGENT_DESTROY_SANDBOX,
-    MSG_AGENT_CREATE_CONTAINER, MSG_AGENT_START_CONTAINER,  MSG_AGENT_REMOVE_CONTAINER,
-    MSG_AGENT_EXEC_PROCESS,     MSG_AGENT_SIGNAL_PROCESS,   MSG_AGENT_PAUSE_CONTAINER,
-    MSG_AGENT_RESUME_CONTAINER, MSG_AGENT_UPDATE_CONTAINER, MSG_AGENT_STATS_CONTAINER,
-    MSG_AGENT_LIST_PROCESSES,   MSG_AGENT_UPDATE_INTERFACE, MSG_AGENT_UPDATE_ROUTES,
+    MSG_AGENT_CONNECT,           MSG_AGENT_CREATE_SANDBOX,   MSG_AGENT_DESTROY_SANDBOX,
+    MSG_AGENT_CREATE_CONTAINER,  MSG_AGENT_START_CONTAINER,  MSG_AGENT_REMOVE_CONTAINER,
+    MSG_AGENT_EXEC_PROCESS,      MSG_AGENT_SIGNAL_PROCESS,   MSG_AGENT_PAUSE_CONTAINER,
+    MSG_AGENT_RESUME_CONTAINER,  MSG_AGENT_UPDATE_CONTAINER, MSG_AGENT_STATS_CONTAINER,
+    MSG_AGENT_LIST_PROCESSES,    MSG_AGENT_UPDATE_INTERFACE, MSG_AGENT_UPDATE_ROUTES,
     MSG_AGENT_ADD_ARP_NEIGHBORS, MSG_AGENT_LIST_CONTAINERS,
 };
 static actor_handler_t fa_handlers[sizeof fa_types / sizeof fa_types[0] + 1];
@@ -342,7 +344,7 @@ static uint64_t fx_restore(struct fx *f, bool vmm_alive)
     actor_stop(&f->rt, 2000);
     actor_stop(&f->hv, 2000);
     actor_stop(&f->res, 2000); /* it releases what it held: adopt finds less */
-    if (done(f, 0)) { /* the dead runtime's last word: consumed */
+    if (done(f, 0)) {          /* the dead runtime's last word: consumed */
         uint64_t v;
         assert_int_equal(read(f->done_fd, &v, sizeof v), sizeof v);
     }
