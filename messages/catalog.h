@@ -428,7 +428,8 @@
  * sandbox_id), and when vm: the share under dir and a tap per interface of
  * netns ("" = none).  adopt: take over what an earlier daemon of this
  * sandbox set up (cgroup by name, share under dir, taps named in taps with
- * the MACs in macs) without creating anything.  -> res.sandbox_ready */
+ * the MACs in macs and the attach states in states, as res.sandbox_ready
+ * gave them) without creating anything.  -> res.sandbox_ready */
 #define RES_ID_MAX  64
 #define RES_NET_MAX (64 * 1024)
 #define MSG_FIELDS_res_prepare_sandbox(F, S)                                                       \
@@ -442,16 +443,20 @@
     F(S, U64, cpu_period_us, 0)                                                                    \
     F(S, BOOL, adopt, 0)                                                                           \
     F(S, STRV, taps, 16)                                                                           \
-    F(S, STRV, macs, 16)
+    F(S, STRV, macs, 16)                                                                           \
+    F(S, STRV, states, 16)
 /* interfaces: JSON array of agent.update_interface bodies (one per tap, same
- * order); routes, neighbors: the agent.update_routes / add_arp_neighbors
- * bodies; warnings: what was skipped (a cgroup limit the host refused...). */
+ * order); states: per tap, what undoing its attach needs (opaque to others:
+ * kept for an adoption); routes, neighbors: the agent.update_routes /
+ * add_arp_neighbors bodies; warnings: what was skipped (a cgroup limit the
+ * host refused...). */
 #define MSG_FIELDS_res_sandbox_ready(F, S)                                                         \
     F(S, STR, cgroup, MSG_PATH)                                                                    \
     F(S, STR, share_dir, MSG_PATH)                                                                 \
     F(S, STR, share_tag, MSG_SMALL)                                                                \
     F(S, STRV, taps, 16)                                                                           \
     F(S, STRV, macs, 16)                                                                           \
+    F(S, STRV, states, 16)                                                                         \
     F(S, JSON, interfaces, RES_NET_MAX)                                                            \
     F(S, JSON, routes, RES_NET_MAX)                                                                \
     F(S, JSON, neighbors, RES_NET_MAX)                                                             \
@@ -477,6 +482,7 @@
     F(S, STRV, removed_taps, 16)                                                                   \
     F(S, STRV, taps, 16)                                                                           \
     F(S, STRV, macs, 16)                                                                           \
+    F(S, STRV, states, 16)                                                                         \
     F(S, JSON, interfaces, RES_NET_MAX)                                                            \
     F(S, JSON, routes, RES_NET_MAX)                                                                \
     F(S, JSON, neighbors, RES_NET_MAX)

@@ -697,6 +697,10 @@ static json_t *sandbox_to_json(const persist_sandbox_t *sb, const char **bad_fie
     put_str(&w, "hypervisor", sb->hypervisor);
     put_str(&w, "agent_socket", sb->agent_socket);
     put_str(&w, "netns", sb->netns);
+    if (sb->n_net_taps)
+        put_kv(&w, "net_taps", sb->net_taps, sb->n_net_taps);
+    if (sb->n_net_tap_states)
+        put_kv(&w, "net_tap_states", sb->net_tap_states, sb->n_net_tap_states);
     put_kv(&w, "annotations", sb->annotations, sb->n_annotations);
     put_ids(&w, "containers", sb->containers, sb->n_containers);
     *bad_field = w.bad;
@@ -754,6 +758,8 @@ void persist_sandbox_free(persist_sandbox_t **sb_p)
     free(sb->agent_socket);
     free(sb->netns);
     kv_free(sb->annotations, sb->n_annotations);
+    kv_free(sb->net_taps, sb->n_net_taps);
+    kv_free(sb->net_tap_states, sb->n_net_tap_states);
     persist_strv_free(sb->containers);
     free(sb);
     *sb_p = NULL;
@@ -793,6 +799,8 @@ static int sandbox_from_json(rd_t *c, json_t *o, const char *dir_id, persist_san
         (r = rd_str(c, o, "agent_socket", false, &sb->agent_socket)) < 0 ||
         (r = rd_str(c, o, "netns", false, &sb->netns)) < 0 ||
         (r = rd_kv(c, o, "annotations", &sb->annotations, &sb->n_annotations)) < 0 ||
+        (r = rd_kv(c, o, "net_taps", &sb->net_taps, &sb->n_net_taps)) < 0 ||
+        (r = rd_kv(c, o, "net_tap_states", &sb->net_tap_states, &sb->n_net_tap_states)) < 0 ||
         (r = rd_ids(c, o, "containers", &sb->containers, &sb->n_containers)) < 0)
         return r;
     if (!sb->containers)

@@ -70,6 +70,10 @@ typedef struct persist_sandbox {
     char *hypervisor;      /* backend name: "qemu", "local"... */
     char *agent_socket;    /* host end of the agent channel */
     char *netns;           /* network namespace path */
+    persist_kv_t *net_taps; /* the VM's taps in netns: tap name -> MAC of its interface */
+    size_t n_net_taps;
+    persist_kv_t *net_tap_states; /* tap name -> its attach state (resources/net.h) */
+    size_t n_net_tap_states;
     persist_kv_t *annotations;
     size_t n_annotations;
     char **containers; /* container ids, in creation order */

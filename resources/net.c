@@ -625,10 +625,28 @@ int res_net_detach_one(res_net_t *n, unsigned i, err_t *err)
 
 /* ---- adoption (a restarted daemon takes over the taps of its sandbox) ------- */
 
+void res_net_attach_state(const res_net_if_t *f, char out[RES_NET_STATE_MAX])
+{
+    snprintf(out, RES_NET_STATE_MAX, "qdisc=%d,txqlen=%u", f->qdisc_made ? 1 : 0, f->txqlen);
+}
+
+static int attach_state_parse(const char *s, bool *qdisc_made, unsigned *txqlen)
+{
+    int q = -1, used = 0;
+    unsigned long t = 0;
+    if (sscanf(s, "qdisc=%d,txqlen=%lu%n", &q, &t, &used) != 2 || (size_t)used != strlen(s) ||
+        (q != 0 && q != 1) || t > 1000000 || strchr(s, '-'))
+        return -EINVAL;
+    *qdisc_made = q == 1;
+    *txqlen = (unsigned)t;
+    return 0;
+}
+
 struct adopt_ctx {
     res_net_t *n;
     const char *const *taps;
     const uint8_t (*macs)[6];
+    const char *const *states;
     size_t count;
     unsigned adopted;
 };
@@ -653,9 +671,11 @@ static int adopt_in_ns(void *arg, err_t *err)
             f = &n->ifs[n->n_ifs++];
             memset(f, 0, sizeof *f);
         } else {
-            /* our redirect is on the interface; whether the ingress qdisc
-             * was ours is not known: it stays, only the filter goes */
+            /* our redirect is on the interface; the ingress qdisc goes too
+             * when the state says it was ours (unknown: it stays) */
             f->filter_made = true;
+            if (c->states && c->states[k])
+                attach_state_parse(c->states[k], &f->qdisc_made, &f->txqlen);
         }
         snprintf(f->tap, sizeof f->tap, "%s", c->taps[k]);
         f->tap_index = idx;
@@ -666,14 +686,20 @@ static int adopt_in_ns(void *arg, err_t *err)
     return 0;
 }
 
-int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6], size_t count,
-                  err_t *err)
+int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6],
+                  const char *const *states, size_t count, err_t *err)
 {
-    for (size_t k = 0; k < count; k++)
+    for (size_t k = 0; k < count; k++) {
         if (!taps[k] || strncmp(taps[k], "tap", 3) || strlen(taps[k]) >= RES_NET_IFNAMSIZ ||
             strcmp(taps[k] + strlen(taps[k]) - strlen(RES_NET_TAP_SUFFIX), RES_NET_TAP_SUFFIX))
             return err_make(err, EINVAL, "adopt: `%s` is not a tap of ours (tap<N>%s)",
                             taps[k] ? taps[k] : "", RES_NET_TAP_SUFFIX);
+        bool q;
+        unsigned t;
+        if (states && states[k] && attach_state_parse(states[k], &q, &t) < 0)
+            return err_make(err, EINVAL, "adopt %s: attach state `%s` is not qdisc=<0|1>,txqlen=<n>",
+                            taps[k], states[k]);
+    }
     if (!n->held) {
         int fd = open(n->netns, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -681,7 +707,7 @@ int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6
         n->held_fd = fd;
         n->held = true;
     }
-    struct adopt_ctx c = {.n = n, .taps = taps, .macs = macs, .count = count};
+    struct adopt_ctx c = {.n = n, .taps = taps, .macs = macs, .states = states, .count = count};
     int r = in_netns(n->netns, n->held_fd, adopt_in_ns, &c, err);
     if (r < 0 || !any_attached(n, -1))
         release_hold(n);

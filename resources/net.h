@@ -143,15 +143,23 @@ int res_net_detach(res_net_t *n, err_t *err);
 /* Undoes interface i only and drops it from n. */
 int res_net_detach_one(res_net_t *n, unsigned i, err_t *err);
 
+/* What undoing interface f's attach needs besides its tap and MAC: whether
+ * the ingress qdisc on it is ours and the queue length it had before:
+ * "qdisc=<0|1>,txqlen=<n>" (RES_NET_STATE_MAX bytes with the NUL). */
+#define RES_NET_STATE_MAX 40
+void res_net_attach_state(const res_net_if_t *f, char out[RES_NET_STATE_MAX]);
+
 /* Takes over the taps an earlier process attached in n's namespace (n was
  * scanned first): taps[k] (tap<N>_husk) served the interface with MAC
- * macs[k].  Nothing is created; afterwards res_net_detach() removes those
- * taps and their redirects (an ingress qdisc on the interface stays: it
- * cannot be told whether it was ours).  A tap that is gone is skipped; one
- * whose interface is gone is kept alone (the detach deletes it).  Returns
- * the number of taps adopted. */
-int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6], size_t count,
-                  err_t *err);
+ * macs[k], attached as states[k] said (res_net_attach_state; states NULL
+ * or an entry NULL: unknown, and an ingress qdisc on the interface then
+ * stays, since it cannot be told whether it was ours).  Nothing is
+ * created; afterwards res_net_detach() removes those taps and their
+ * redirects.  A tap that is gone is skipped; one whose interface is gone
+ * is kept alone (the detach deletes it).  A state that does not parse is
+ * refused (EINVAL, naming it).  Returns the number of taps adopted. */
+int res_net_adopt(res_net_t *n, const char *const *taps, const uint8_t (*macs)[6],
+                  const char *const *states, size_t count, err_t *err);
 
 /* JSON (jansson text, caller frees) for the agent messages. */
 char *res_net_iface_json(const res_net_if_t *ifc);

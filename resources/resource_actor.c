@@ -174,7 +174,7 @@ static char *ifaces_json(const res_net_t *n, const bool *want)
 
 /* Fills taps, macs, interfaces, routes, neighbors of a reply from n. */
 static int net_reply(const res_net_t *n, const bool *want, msg_strv_t *taps, msg_strv_t *macs,
-                     char **ifaces, char **routes, char **neighs)
+                     msg_strv_t *states, char **ifaces, char **routes, char **neighs)
 {
     char *i = ifaces_json(n, want);
     char *r = n ? res_net_routes_json(n) : strdup("[]");
@@ -188,9 +188,11 @@ static int net_reply(const res_net_t *n, const bool *want, msg_strv_t *taps, msg
     for (unsigned k = 0; rc == 0 && n && k < n->n_ifs; k++) {
         if (n->ifs[k].index <= 0 || (want && !want[k]))
             continue;
-        char mac[18];
+        char mac[18], st[RES_NET_STATE_MAX];
         res_nl_mac_format(n->ifs[k].mac, mac);
-        if (msg_strv_push(taps, n->ifs[k].tap) < 0 || msg_strv_push(macs, mac) < 0)
+        res_net_attach_state(&n->ifs[k], st);
+        if (msg_strv_push(taps, n->ifs[k].tap) < 0 || msg_strv_push(macs, mac) < 0 ||
+            msg_strv_push(states, st) < 0)
             rc = -ENOMEM;
     }
     free(i);
@@ -274,7 +276,7 @@ static int prepare_net(struct res *s, const msg_res_prepare_sandbox_t *q, err_t 
         for (size_t k = 0; k < q->taps.n; k++)
             res_nl_mac_parse(q->macs.v[k], macs[k]); /* checked by the caller */
         r = res_net_adopt(s->net, (const char *const *)q->taps.v, (const uint8_t(*)[6])macs,
-                          q->taps.n, err);
+                          q->states.n ? (const char *const *)q->states.v : NULL, q->taps.n, err);
         if (r > 0)
             r = 0;
     }
@@ -302,6 +304,9 @@ static int check_prepare(const msg_res_prepare_sandbox_t *q, err_t *err)
                         q->macs.n);
     if (q->taps.n && !q->adopt)
         return err_make(err, EINVAL, "res.prepare_sandbox: taps are named only to adopt them");
+    if (q->states.n && q->states.n != q->taps.n)
+        return err_make(err, EINVAL, "res.prepare_sandbox: %zu taps but %zu states", q->taps.n,
+                        q->states.n);
     for (size_t k = 0; k < q->macs.n; k++) {
         uint8_t mac[6];
         if (res_nl_mac_parse(q->macs.v[k], mac) < 0)
@@ -355,10 +360,16 @@ static void on_prepare_sandbox(actor_t *a, msg_t **m, void *state)
         else
             s->share = true;
     }
-    if (!what && q->vm && q->netns[0] && prepare_net(s, q, &err) < 0)
+    if (!what && q->vm && q->netns[0] && q->adopt && access(q->netns, F_OK) < 0) {
+        /* the pod's namespace went while no daemon watched: its taps and
+         * our filters went with it */
+        add_warning(b, "adopt: network namespace %s is gone, and its taps with it", q->netns);
+    } else if (!what && q->vm && q->netns[0] && prepare_net(s, q, &err) < 0) {
         what = "";
+    }
     if (!what &&
-        net_reply(s->net, NULL, &b->taps, &b->macs, &b->interfaces, &b->routes, &b->neighbors) < 0)
+        net_reply(s->net, NULL, &b->taps, &b->macs, &b->states, &b->interfaces, &b->routes,
+                  &b->neighbors) < 0)
         what = "", err_make(&err, ENOMEM, "out of memory");
     if (what) {
         /* all or nothing: undo what this prepare did, then answer */
@@ -559,7 +570,7 @@ static void on_rescan_network(actor_t *a, msg_t **m, void *state)
         n->n_ifs = before; /* the added entries were never attached (or undone) */
     free(now);
     if (rc == 0 &&
-        net_reply(n, added, &b->taps, &b->macs, &b->interfaces, &b->routes, &b->neighbors) < 0)
+        net_reply(n, added, &b->taps, &b->macs, &b->states, &b->interfaces, &b->routes, &b->neighbors) < 0)
         rc = err_make(&err, ENOMEM, "out of memory");
     if (rc < 0) {
         msg_destroy(&r);

@@ -24,6 +24,7 @@
 #include "oci/spec.h"
 #include "persist/persist_actor.h"
 #include "persist/store.h"
+#include "common/xalloc.h"
 #include "resources/cgroup_host.h"
 #include "resources/devices.h"
 #include "resources/net.h"
@@ -126,6 +127,12 @@ struct rt {
     actor_t *self;
     char netns[PATH_MAX]; /* the spec's network namespace path, "" if none */
     char *net_ifaces, *net_routes, *net_neighs; /* guest network (JSON, from res.sandbox_ready) */
+    /* the VM's taps (from res.sandbox_ready and updates), persisted so that
+     * a restoring daemon has the resources actor adopt them */
+    struct tap_rec {
+        char *tap, *mac, *state; /* state: res.sandbox_ready's, opaque here */
+    } taps[RES_NET_MAX_IFS * 2];
+    size_t n_taps;
     uint32_t boot_vcpus;                        /* the VM's size, decided at boot */
     uint64_t boot_memory_mib;
     bool restore;          /* take over a running sandbox (rt_actor_opts_t) */
@@ -202,6 +209,15 @@ static msg_t *sandbox_record(struct rt *rt, err_t *err)
     sb.hypervisor = rt->backend[0] ? rt->backend : NULL;
     sb.agent_socket = rt->agent_socket[0] ? rt->agent_socket : NULL;
     sb.netns = rt->netns[0] ? rt->netns : NULL;
+    persist_kv_t taps[sizeof rt->taps / sizeof rt->taps[0]];
+    persist_kv_t states[sizeof rt->taps / sizeof rt->taps[0]];
+    for (size_t i = 0; i < rt->n_taps; i++) {
+        taps[sb.n_net_taps++] = (persist_kv_t){rt->taps[i].tap, rt->taps[i].mac};
+        if (rt->taps[i].state)
+            states[sb.n_net_tap_states++] = (persist_kv_t){rt->taps[i].tap, rt->taps[i].state};
+    }
+    sb.net_taps = taps;
+    sb.net_tap_states = states;
     char *ids[256];
     size_t n = 0;
     for (struct ctr *c = rt->ctrs; c && n < 256; c = c->next)
@@ -794,6 +810,35 @@ static void boot_done(struct rt *rt)
 
 /* ---- network (the resources actor's taps, docs/networking.md) ------------------- */
 
+/* The record of the VM's taps (rt->taps). */
+static void taps_add(struct rt *rt, const char *tap, const char *mac, const char *state)
+{
+    if (rt->n_taps >= sizeof rt->taps / sizeof rt->taps[0]) {
+        log_warn("network: tap %s not recorded (too many): a restore would not adopt it", tap);
+        return;
+    }
+    rt->taps[rt->n_taps++] = (struct tap_rec){xstrdup(tap), xstrdup(mac), xstrdup(state)};
+}
+
+static void taps_remove(struct rt *rt, const char *tap)
+{
+    for (size_t i = 0; i < rt->n_taps; i++) {
+        if (strcmp(rt->taps[i].tap, tap))
+            continue;
+        free(rt->taps[i].tap);
+        free(rt->taps[i].mac);
+        free(rt->taps[i].state);
+        rt->taps[i] = rt->taps[--rt->n_taps];
+        return;
+    }
+}
+
+static void taps_clear(struct rt *rt)
+{
+    while (rt->n_taps)
+        taps_remove(rt, rt->taps[0].tap);
+}
+
 /* Configures the guest: agent.update_interface for each element of the
  * JSON array ifaces, then the routes and (when any) the neighbours; then
  * calls done. */
@@ -971,6 +1016,12 @@ static void on_netupd_device(actor_t *a, msg_t **reply, void *arg)
         return;
     }
     log_info("network: %s %s", tap, u->phase == 0 ? "unplugged" : "hot-plugged");
+    if (u->phase == 0)
+        taps_remove(u->rt, tap);
+    else
+        taps_add(u->rt, tap, u->k < ch->macs.n ? ch->macs.v[u->k] : "",
+                 u->k < ch->states.n ? ch->states.v[u->k] : NULL);
+    save_sandbox(u->rt);
     if (u->phase == 0) {
         /* out of the VM: the tap goes before the update is answered */
         msg_t *m = msg_new(MSG_RES_RELEASE_ENDPOINT);
@@ -1183,9 +1234,11 @@ static void on_res_ready(actor_t *a, msg_t **reply, void *arg)
     msg_hv_start_t *b = m->body;
     msg_set_str(&b->sandbox_id, rt->sandbox_id);
     msg_set_str(&b->netns, rt->netns);
+    taps_clear(rt);
     for (size_t i = 0; i < r->taps.n && i < r->macs.n; i++) {
         msg_strv_push(&b->net_taps, r->taps.v[i]);
         msg_strv_push(&b->net_macs, r->macs.v[i]);
+        taps_add(rt, r->taps.v[i], r->macs.v[i], i < r->states.n ? r->states.v[i] : NULL);
     }
     msg_set_str(&b->dir, rt->dir);
     b->vcpus = rt->boot_vcpus;
@@ -2463,6 +2516,14 @@ static int load_state(struct rt *rt, const msg_persist_loaded_t *b, struct resto
     snprintf(rt->agent_socket, sizeof rt->agent_socket, "%s", sb->agent_socket);
     snprintf(rt->netns, sizeof rt->netns, "%s", sb->netns ? sb->netns : "");
     rt->vm = strcmp(rt->backend, "local") != 0;
+    taps_clear(rt);
+    for (size_t i = 0; i < sb->n_net_taps; i++) { /* the resources actor checks them */
+        const char *state = NULL;
+        for (size_t k = 0; k < sb->n_net_tap_states && !state; k++)
+            if (!strcmp(sb->net_tap_states[k].key, sb->net_taps[i].key))
+                state = sb->net_tap_states[k].value;
+        taps_add(rt, sb->net_taps[i].key, sb->net_taps[i].value, state);
+    }
     free(rt->created);
     rt->created = strdup(sb->created ? sb->created : "");
     for (size_t i = 0; i < n; i++) {
@@ -2782,9 +2843,8 @@ static void on_restore_res(actor_t *a, msg_t **reply, void *arg)
 }
 
 /* Has the resources actor adopt what the boot set up (cgroup by name, the
- * share under the sandbox dir), so that a later teardown releases it.
- * The taps of a network namespace are not named in the state: they are
- * not adopted and go with the namespace (docs/state.md). */
+ * share under the sandbox dir, the taps recorded in sandbox.json), so that
+ * a later teardown releases it. */
 static void restore_resources(struct restore *rs)
 {
     struct rt *rt = rs->rt;
@@ -2795,8 +2855,18 @@ static void restore_resources(struct restore *rs)
     msg_set_str(&b->dir, rt->dir);
     b->vm = rt->vm;
     b->adopt = true;
-    if (rt->vm && rt->netns[0])
-        log_warn("restore: the taps in %s are not adopted; they go with the namespace", rt->netns);
+    if (rt->vm && rt->netns[0]) {
+        msg_set_str(&b->netns, rt->netns);
+        bool states = true; /* all or none: the actor pairs them by position */
+        for (size_t i = 0; i < rt->n_taps; i++)
+            states = states && rt->taps[i].state;
+        for (size_t i = 0; i < rt->n_taps; i++) {
+            msg_strv_push(&b->taps, rt->taps[i].tap);
+            msg_strv_push(&b->macs, rt->taps[i].mac);
+            if (states)
+                msg_strv_push(&b->states, rt->taps[i].state);
+        }
+    }
     rt->res_held = true;
     if (request(rt, RES_ACTOR_NAME, &m, RES_TIMEOUT_MS, on_restore_res, rs) < 0)
         restore_give_up(rs, "cannot reach the resources actor");
@@ -2875,6 +2945,7 @@ static void fini(actor_t *a, void *state)
     free(rt->net_ifaces);
     free(rt->net_routes);
     free(rt->net_neighs);
+    taps_clear(rt);
     free(rt->created);
     free(rt);
 }

@@ -200,6 +200,18 @@ run_backend() { # backend
                 nok "$be: CNI ADD eth1 (ptp)"
             fi
         fi
+        if [ "$be" = qemu ]; then
+            # the daemon dies: the next command restores the sandbox, whose
+            # taps the resources actor adopts (from sandbox.json), so that
+            # the delete below still leaves the namespace as CNI made it
+            local dpid
+            dpid=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$R/$c/sandbox.json")
+            [ -n "$dpid" ] && kill -9 "$dpid"
+            for _ in $(seq 100); do kill -0 "$dpid" 2>/dev/null || break; sleep 0.1; done
+            check "$be: daemon killed, state restores the sandbox (running)" \
+                sh -c "$HK state $c | grep -q '\"status\": \"running\"'"
+            check "$be: ping over the restored sandbox" busybox ping -c 2 -W 5 "$ip4"
+        fi
         husk delete -f "$c" >/dev/null 2>&1
         check "$be: container deleted" sh -c "! \"$HUSK_BIN\" --root \"$R\" state $c >/dev/null 2>&1"
     fi

@@ -108,6 +108,13 @@ static persist_sandbox_t *make_sandbox(const char *id)
     sb->annotations[0].value = strdup("sandbox");
     sb->annotations[1].key = strdup("k");
     sb->annotations[1].value = strdup("v \"quoted\" é");
+    sb->n_net_taps = sb->n_net_tap_states = 1;
+    sb->net_taps = calloc(1, sizeof *sb->net_taps);
+    sb->net_taps[0].key = strdup("tap0_husk");
+    sb->net_taps[0].value = strdup("0a:58:0a:58:00:02");
+    sb->net_tap_states = calloc(1, sizeof *sb->net_tap_states);
+    sb->net_tap_states[0].key = strdup("tap0_husk");
+    sb->net_tap_states[0].value = strdup("qdisc=1,txqlen=0");
     sb->n_containers = 2;
     sb->containers = calloc(3, sizeof(char *));
     sb->containers[0] = strdup(id);
@@ -165,6 +172,11 @@ static void test_persist_sandbox_round_trip_keeps_every_field(void **state)
     assert_int_equal(back->n_containers, 2);
     assert_string_equal(back->containers[1], "c2");
     assert_null(back->containers[2]);
+    assert_int_equal(back->n_net_taps, 1);
+    assert_string_equal(back->net_taps[0].key, "tap0_husk");
+    assert_string_equal(back->net_taps[0].value, "0a:58:0a:58:00:02");
+    assert_int_equal(back->n_net_tap_states, 1);
+    assert_string_equal(back->net_tap_states[0].value, "qdisc=1,txqlen=0");
 
     char path[512];
     struct stat st;

@@ -576,15 +576,28 @@ static void test_res_actor_taps_prepared_and_released_by_fini(void **s)
     fx_free(f);
 }
 
-/* Taps an earlier daemon attached: adopted by name and MAC, not made
- * again, removed by the release. */
+/* The namespace's links and qdiscs, into path. */
+static void ns_snapshot(const char *path)
+{
+    assert_int_equal(sh("{ ip -n %s -o link | sed 's/link-netnsid [0-9]*//'; tc -n %s qdisc show; "
+                        "} >%s 2>&1",
+                        g_ns, g_ns, path),
+                     0);
+}
+
+/* Taps an earlier daemon attached: adopted by name, MAC and attach state,
+ * not made again, removed by the release, which leaves the namespace as it
+ * was before the earlier attach (its ingress qdiscs and queue lengths). */
 static void test_res_actor_adopt_taps(void **s)
 {
     if (!g_ns[0])
         skip();
     struct fx *f = fx_new();
-    char text[1024], path[128];
+    char text[1024], path[128], before[96], after[96];
     snprintf(path, sizeof path, "/run/netns/%s", g_ns);
+    snprintf(before, sizeof before, "/tmp/husk-ra-before.%d", (int)getpid());
+    snprintf(after, sizeof after, "/tmp/husk-ra-after.%d", (int)getpid());
+    ns_snapshot(before);
     static res_net_t earlier;
     err_t err = ERR_INIT;
     memset(&earlier, 0, sizeof earlier);
@@ -594,12 +607,22 @@ static void test_res_actor_adopt_taps(void **s)
     msg_res_prepare_sandbox_t *q = m->body;
     q->adopt = true;
     for (unsigned i = 0; i < earlier.n_ifs; i++) {
-        char mac[18];
+        char mac[18], st[RES_NET_STATE_MAX];
         res_nl_mac_format(earlier.ifs[i].mac, mac);
+        res_net_attach_state(&earlier.ifs[i], st);
         msg_strv_push(&q->taps, earlier.ifs[i].tap);
         msg_strv_push(&q->macs, mac);
+        msg_strv_push(&q->states, st);
     }
     close(earlier.held_fd); /* the earlier daemon is gone */
+    /* a state that does not parse is refused, naming it */
+    msg_t *bad = prepare_msg(f, true, path);
+    ((msg_res_prepare_sandbox_t *)bad->body)->adopt = true;
+    msg_strv_push(&((msg_res_prepare_sandbox_t *)bad->body)->taps, "tap0_husk");
+    msg_strv_push(&((msg_res_prepare_sandbox_t *)bad->body)->macs, "0a:58:0a:4d:00:02");
+    msg_strv_push(&((msg_res_prepare_sandbox_t *)bad->body)->states, "qdisc=2,txqlen=0");
+    assert_int_not_equal(call(f, bad, NULL, text), 0);
+    assert_non_null(strstr(text, "qdisc=2,txqlen=0"));
     assert_int_equal(call(f, m, &r, text), 0);
     msg_res_sandbox_ready_t *b = MSG_BODY(r, RES_SANDBOX_READY, res_sandbox_ready);
     assert_int_equal(b->taps.n, 2);
@@ -618,6 +641,13 @@ static void test_res_actor_adopt_taps(void **s)
     assert_int_equal(call(f, release_msg(), NULL, text), 0);
     assert_false(ns_has("_husk"));
     assert_false(ns_has("mirred"));
+    ns_snapshot(after);
+    int same = sh("cmp -s %s %s", before, after);
+    if (same != 0)
+        sh("diff %s %s >&2", before, after);
+    unlink(before);
+    unlink(after);
+    assert_int_equal(same, 0);
     fx_free(f);
 }
 
