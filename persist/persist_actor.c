@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "persist/store.h"
 
 /* A record not yet on disk: the newest one sent for its file. */
@@ -165,9 +166,7 @@ static void on_save_sandbox(actor_t *a, msg_t **m, void *state)
     char origin[MSG_NAME_MAX + 64];
     snprintf(origin, sizeof origin, "persist.save_sandbox from %s", (*m)->from);
     err_t err = ERR_INIT;
-    struct unsaved *u = calloc(1, sizeof *u);
-    if (!u)
-        abort();
+    struct unsaved *u = xcalloc(1, sizeof *u);
     if (persist_sandbox_from_text(origin, b->record, strlen(b->record), b->sandbox_id, &u->sb,
                                   &err) < 0) {
         reply_failed(a, *m, b->sandbox_id, "", false, &err);
@@ -186,9 +185,7 @@ static void on_save_container(actor_t *a, msg_t **m, void *state)
     char origin[MSG_NAME_MAX + 64];
     snprintf(origin, sizeof origin, "persist.save_container from %s", (*m)->from);
     err_t err = ERR_INIT;
-    struct unsaved *u = calloc(1, sizeof *u);
-    if (!u)
-        abort();
+    struct unsaved *u = xcalloc(1, sizeof *u);
     if (persist_container_from_text(origin, b->record, strlen(b->record), b->sandbox_id, b->id,
                                     &u->c, &err) < 0) {
         reply_failed(a, *m, b->sandbox_id, b->id, false, &err);
@@ -240,9 +237,7 @@ static int load_containers(struct pst *p, const persist_sandbox_t *sb,
     int r = persist_container_list(p->store, sb->id, &found, &nfound, err);
     if (r < 0)
         return r;
-    persist_container_t **cs = calloc(sb->n_containers + nfound + 1, sizeof *cs);
-    if (!cs)
-        abort();
+    persist_container_t **cs = xcalloc(sb->n_containers + nfound + 1, sizeof *cs);
     size_t n = 0;
     for (size_t pass = 0; pass < 2 && r == 0; pass++) {
         char **ids = pass ? found : sb->containers;

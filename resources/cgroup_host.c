@@ -85,9 +85,7 @@ static int write_ctl(const char *dir, const char *file, const char *value)
 
 static int mkdir_p(const char *path)
 {
-    _cleanup_free_ char *p = strdup(path);
-    if (!p)
-        abort();
+    _cleanup_free_ char *p = xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/')
             continue;
@@ -324,9 +322,7 @@ static int begin(const res_cgroup_opts_t *opts, const char *sandbox_id, res_cgro
     if (!sandbox_id || !*sandbox_id || strchr(sandbox_id, '/') || sandbox_id[0] == '.')
         return err_make(err, EINVAL, "invalid sandbox id `%s` for a cgroup",
                         sandbox_id ? sandbox_id : "");
-    res_cgroup_t *cg = calloc(1, sizeof *cg);
-    if (!cg)
-        abort();
+    res_cgroup_t *cg = xcalloc(1, sizeof *cg);
     int r = detect(cg, fs_root, err);
     if (r < 0) {
         res_cgroup_destroy(&cg);
@@ -417,9 +413,7 @@ static char *procs_of(const char *dir)
 {
     _cleanup_free_ char *p = xasprintf("%s/cgroup.procs", dir);
     FILE *f = fopen(p, "re");
-    char *out = calloc(1, 256);
-    if (!out)
-        abort();
+    char *out = xcalloc(1, 256);
     if (!f)
         return out;
     char line[64];

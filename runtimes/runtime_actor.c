@@ -158,9 +158,7 @@ struct op {
 
 static struct op *op_new(struct rt *rt, msg_t **req, struct ctr *c)
 {
-    struct op *op = calloc(1, sizeof *op);
-    if (!op)
-        abort();
+    struct op *op = xcalloc(1, sizeof *op);
     op->rt = rt;
     op->req = req ? *req : NULL;
     if (req)
@@ -1375,9 +1373,7 @@ static void hook_step(struct hookchain *h)
 static void run_hooks(struct op *op, const enum oci_hook_kind *kinds, int n, const char *status,
                       hooks_next_fn next)
 {
-    struct hookchain *h = calloc(1, sizeof *h);
-    if (!h)
-        abort();
+    struct hookchain *h = xcalloc(1, sizeof *h);
     h->op = op;
     memcpy(h->kinds, kinds, (size_t)n * sizeof *kinds);
     h->n = n;
@@ -1680,9 +1676,7 @@ static void create_container(struct rt *rt, msg_t **req)
         actor_reply_error(a, *req, EEXIST, "container with given ID already exists");
         return;
     }
-    struct ctr *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    struct ctr *c = xcalloc(1, sizeof *c);
     snprintf(c->id, sizeof c->id, "%s", b->id);
     c->bundle = strdup(b->bundle);
     c->pid_file = b->pid_file[0] ? strdup(b->pid_file) : NULL;
@@ -2528,9 +2522,7 @@ static int load_state(struct rt *rt, const msg_persist_loaded_t *b, struct resto
     rt->created = strdup(sb->created ? sb->created : "");
     for (size_t i = 0; i < n; i++) {
         persist_container_t *pc = pcs[i];
-        struct ctr *c = calloc(1, sizeof *c);
-        if (!c)
-            abort();
+        struct ctr *c = xcalloc(1, sizeof *c);
         snprintf(c->id, sizeof c->id, "%s", pc->id);
         if (rt_container_state_parse(pc->state, &c->state, err) < 0) {
             free(c);
@@ -2894,9 +2886,7 @@ static void on_restore_loaded(actor_t *a, msg_t **reply, void *arg)
 
 static void restore_begin(struct rt *rt)
 {
-    struct restore *rs = calloc(1, sizeof *rs);
-    if (!rs)
-        abort();
+    struct restore *rs = xcalloc(1, sizeof *rs);
     rs->rt = rt;
     msg_t *m = msg_new(MSG_PERSIST_LOAD);
     msg_set_str(&((msg_persist_load_t *)m->body)->sandbox_id, rt->sandbox_id);

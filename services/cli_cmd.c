@@ -344,9 +344,7 @@ static int load_view(persist_store_t *store, const char *sb_id, const char *id, 
     v->st.bundle = v->c->bundle;
     v->st.rootfs = v->c->rootfs;
     v->st.created_ns = parse_rfc3339(v->c->created);
-    v->ann = calloc(2 * v->c->n_annotations + 1, sizeof *v->ann);
-    if (!v->ann)
-        abort();
+    v->ann = xcalloc(2 * v->c->n_annotations + 1, sizeof *v->ann);
     for (size_t i = 0; i < v->c->n_annotations; i++) {
         v->ann[2 * i] = v->c->annotations[i].key;
         v->ann[2 * i + 1] = v->c->annotations[i].value;
@@ -451,9 +449,7 @@ static int cmd_list(cli_opts_t *o)
     }
     if (nv > 1) /* qsort(NULL, 0) is undefined */
         qsort(views, nv, sizeof *views, view_cmp);
-    cli_state_t *sts = calloc(nv + 1, sizeof *sts);
-    if (!sts)
-        abort();
+    cli_state_t *sts = xcalloc(nv + 1, sizeof *sts);
     for (size_t i = 0; i < nv; i++) {
         sts[i] = views[i].st;
         /* here, not before: realloc and qsort move the views */
@@ -1206,9 +1202,7 @@ static int cmd_ps(cli_opts_t *o)
         msg_rt_processes_t *b = MSG_BODY(reply, RT_PROCESSES, rt_processes);
         if (b && b->pids.n) {
             n = b->pids.n;
-            pids = malloc(n * sizeof *pids);
-            if (!pids)
-                abort();
+            pids = xmalloc(n * sizeof *pids);
             memcpy(pids, b->pids.v, n * sizeof *pids);
         }
         msg_destroy(&reply);

@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "common/xalloc.h"
+
 /* ---- buffer --------------------------------------------------------------- */
 
 void cli_buf_add(cli_buf_t *b, const char *s, size_t n)
@@ -51,9 +53,7 @@ void cli_buf_printf(cli_buf_t *b, const char *fmt, ...)
         cli_buf_add(b, tmp, (size_t)n);
         return;
     }
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        abort();
+    char *big = xmalloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -255,9 +255,7 @@ static json_t *state_json(const cli_state_t *st)
     while (st->annotations && st->annotations[2 * n])
         n++;
     if (n) { /* omitempty; Go sorts map keys */
-        const char **kv = malloc(2 * n * sizeof *kv);
-        if (!kv)
-            abort();
+        const char **kv = xmalloc(2 * n * sizeof *kv);
         memcpy(kv, st->annotations, 2 * n * sizeof *kv);
         qsort(kv, n, 2 * sizeof *kv, kv_cmp);
         json_t *a = json_object();
@@ -299,9 +297,7 @@ char *cli_format_list_json(const cli_state_t *sts, size_t n)
  * cells where the last cell of each row is not tab-terminated. */
 static char *tabwrite(char ***rows, size_t nrows, size_t ncols, size_t minwidth, size_t padding)
 {
-    size_t *w = calloc(ncols, sizeof *w);
-    if (!w)
-        abort();
+    size_t *w = xcalloc(ncols, sizeof *w);
     for (size_t r = 0; r < nrows; r++)
         for (size_t c = 0; c + 1 < ncols; c++) {
             size_t l = strlen(rows[r][c]) + padding;
@@ -335,9 +331,7 @@ char *cli_format_list_table(const cli_state_t *sts, size_t n)
     static char *header[NC] = {"ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"};
     rows[0] = header;
     for (size_t i = 0; i < n; i++) {
-        rows[i + 1] = calloc(NC, sizeof(char *));
-        if (!rows[i + 1])
-            abort();
+        rows[i + 1] = xcalloc(NC, sizeof(char *));
         snprintf(pids[i], sizeof pids[i], "%ld", sts[i].pid);
         cli_format_rfc3339nano(sts[i].created_ns, created[i]);
         rows[i + 1][0] = (char *)(sts[i].id ? sts[i].id : "");

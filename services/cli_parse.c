@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "common/xalloc.h"
+
 enum ftype { F_BOOL, F_STR, F_STRV, F_LONG };
 
 typedef struct flag {
@@ -352,9 +354,7 @@ int cli_parse(int argc, char **argv, cli_opts_t *o, int *exit_code, enum cli_usa
         /* positional arguments point back into argv (args is temporary) */
         size_t np = (size_t)(nuse - j);
         o->n_args = np;
-        o->args = calloc(np + 1, sizeof *o->args);
-        if (!o->args)
-            abort();
+        o->args = xcalloc(np + 1, sizeof *o->args);
         for (size_t k = 0; k < np; k++)
             o->args[k] = use[j + (int)k];
         o->args_owned_ = true;

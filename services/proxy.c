@@ -21,6 +21,7 @@
 
 #include "actors/actor.h"
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "persist/store.h"
 
 #define CHUNK          (64 * 1024) /* AGENT_CHUNK_MAX */
@@ -92,9 +93,7 @@ static void *writer_main(void *arg)
 
 static void writer_push(writer_t *w, int stream, const uint8_t *data, size_t len)
 {
-    struct chunk *c = malloc(sizeof *c + len);
-    if (!c)
-        abort();
+    struct chunk *c = xmalloc(sizeof *c + len);
     c->next = NULL;
     c->stream = stream;
     c->len = len;
@@ -941,9 +940,7 @@ int proxy_run(const proxy_opts_t *o)
 
 char **proxy_argv(const proxy_opts_t *o)
 {
-    char **v = calloc(16, sizeof *v);
-    if (!v)
-        abort();
+    char **v = xcalloc(16, sizeof *v);
     int n = 0;
 #define ADD(s)                                                                                     \
     do {                                                                                           \

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mount.h>
 
+#include "common/xalloc.h"
+
 static const struct {
     const char *name;
     bool clear;
@@ -48,9 +50,7 @@ int svc_shim_mount_options(char *const *options, size_t n, unsigned long *flags,
     size_t cap = 1;
     for (size_t i = 0; i < n; i++)
         cap += strlen(options[i]) + 1;
-    char *d = calloc(1, cap);
-    if (!d)
-        abort();
+    char *d = xcalloc(1, cap);
     for (size_t i = 0; i < n; i++) {
         const char *o = options[i];
         bool known = false;

@@ -5,6 +5,7 @@
  * struct op and looks its container up again when the reply comes (it may
  * have been deleted meanwhile). */
 #include "common/clock.h"
+#include "common/xalloc.h"
 #include "services/shim_service.h"
 
 #include <errno.h>
@@ -123,9 +124,7 @@ struct op {
 
 static struct op *op_new(struct shim *s, ttrpc_call_t *call, const char *id, const char *exec_id)
 {
-    struct op *op = calloc(1, sizeof *op);
-    if (!op)
-        abort();
+    struct op *op = xcalloc(1, sizeof *op);
     op->s = s;
     op->call = call;
     snprintf(op->id, sizeof op->id, "%s", id ? id : "");
@@ -350,9 +349,7 @@ static void on_output(actor_t *a, msg_t **m, void *state)
         if (o->fd < 0) {
             ack(s, p, i + 1, b->data.len);
         } else {
-            struct chunk *ch = malloc(sizeof *ch + b->data.len);
-            if (!ch)
-                abort();
+            struct chunk *ch = xmalloc(sizeof *ch + b->data.len);
             ch->next = NULL;
             ch->len = b->data.len;
             ch->off = 0;
@@ -496,9 +493,7 @@ static void stdin_send(struct shim *s, struct proc *p)
 
 static void stdin_queue(struct proc *p, const uint8_t *data, size_t len)
 {
-    struct chunk *ch = malloc(sizeof *ch + len);
-    if (!ch)
-        abort();
+    struct chunk *ch = xmalloc(sizeof *ch + len);
     ch->next = NULL;
     ch->len = len;
     ch->off = 0;
@@ -708,9 +703,7 @@ static char *read_file(const char *path, size_t max, err_t *err)
         err_make(err, EFBIG, "%s: larger than %zu bytes", path, max);
         return NULL;
     }
-    char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf)
-        abort();
+    char *buf = xmalloc((size_t)st.st_size + 1);
     size_t got = 0;
     while (got < (size_t)st.st_size) {
         ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
@@ -786,9 +779,7 @@ static void h_create(void *arg, ttrpc_call_t *call, Containerd__Task__V2__Create
         err_clear(&err);
         return;
     }
-    struct ctr *c = calloc(1, sizeof *c);
-    if (!c)
-        abort();
+    struct ctr *c = xcalloc(1, sizeof *c);
     c->s = s;
     snprintf(c->id, sizeof c->id, "%s", req->id);
     c->bundle = strdup(req->bundle);
@@ -932,9 +923,7 @@ static void h_exec(void *arg, ttrpc_call_t *call, Containerd__Task__V2__ExecProc
     if (!req->spec || !req->spec->value.len || req->spec->value.len > AGENT_PROC_MAX)
         return ttrpc_call_fail(call, TTRPC_INVALID_ARGUMENT, "exec %s: no process spec",
                                req->exec_id);
-    struct proc *p = calloc(1, sizeof *p);
-    if (!p)
-        abort();
+    struct proc *p = xcalloc(1, sizeof *p);
     proc_init(p, c, req->exec_id);
     p->spec = strndup((const char *)req->spec->value.data, req->spec->value.len);
     p->stdin_path = strdup(req->stdin ? req->stdin : "");
@@ -1008,9 +997,7 @@ static void h_wait(void *arg, ttrpc_call_t *call, Containerd__Task__V2__WaitRequ
     struct proc *p = need_proc(s, call, req->id, req->exec_id);
     if (!p)
         return;
-    struct waitq *w = calloc(1, sizeof *w);
-    if (!w)
-        abort();
+    struct waitq *w = xcalloc(1, sizeof *w);
     w->call = call;
     w->p = p;
     if (p->exited) {

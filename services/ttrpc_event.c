@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/xalloc.h"
 #include "services/proto/google/protobuf/any.pb-c.h"
 #include "services/ttrpc_task.h"
 
@@ -220,9 +221,7 @@ int svc_ttrpc_publisher_new(struct event_base *base, const char *address, const 
     if (!svc_ttrpc_identifier_valid(ns))
         return err_make(err, EINVAL, "event publisher: namespace `%s` is not a valid identifier",
                         ns ? ns : "");
-    svc_ttrpc_publisher_t *p = calloc(1, sizeof(*p));
-    if (!p)
-        abort();
+    svc_ttrpc_publisher_t *p = xcalloc(1, sizeof(*p));
     p->base = base;
     p->address = strdup(address);
     p->ns = strdup(ns);
@@ -254,9 +253,7 @@ int svc_ttrpc_publish(svc_ttrpc_publisher_t *self, const ProtobufCMessage *event
 {
     if (self->n >= SVC_TTRPC_PUBLISH_QUEUE_MAX)
         return err_make(err, ENOSPC, "event queue full (%d events)", SVC_TTRPC_PUBLISH_QUEUE_MAX);
-    struct item *it = calloc(1, sizeof(*it));
-    if (!it)
-        abort();
+    struct item *it = xcalloc(1, sizeof(*it));
     int r = svc_ttrpc_event_pack(self->ns, event, NULL, &it->buf, &it->len, err);
     if (r < 0) {
         free(it);
