@@ -21,7 +21,7 @@ if ! clang -fsanitize=fuzzer "$probe.c" -o "$probe" >/dev/null 2>&1; then
     exit 77
 fi
 
-srcs=(tests/fuzz/fuzz_ttrpc.c common/err.c common/log.c services/ttrpc.c services/ttrpc_task.c
+srcs=(tests/fuzz/fuzz_ttrpc.c common/err.c common/log.c common/xalloc.c services/ttrpc.c services/ttrpc_task.c
       services/ttrpc_event.c $(find services/proto -name '*.pb-c.c' | LC_ALL=C sort))
 if ! clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -fno-omit-frame-pointer -D_GNU_SOURCE -I. -Iinclude \
