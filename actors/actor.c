@@ -636,6 +636,27 @@ static void on_hello(actor_t *a, msg_t **reply, void *arg)
     set_phase(a, PH_READY);
 }
 
+/* Subscribes the actor's prefixes, then says hello; cb gets the hello's
+ * answer.  Subscriptions go first: the broker handles them before the
+ * hello, so the hello's answer means they are in place. */
+static int join_bus(actor_t *a, actor_reply_fn cb, err_t *err)
+{
+    for (const char *const *s = a->def->subscribe; s && *s; s++) {
+        msg_t *sub = msg_new(MSG_BUS_SUBSCRIBE);
+        if (!sub)
+            return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
+        msg_set_str(&((msg_bus_subscribe_t *)sub->body)->prefix, *s);
+        if (actor_send(a, "bus", &sub, err) < 0)
+            return -1;
+    }
+    msg_t *hello = msg_new(MSG_BUS_HELLO);
+    if (!hello)
+        return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
+    msg_set_str(&((msg_bus_hello_t *)hello->body)->name, a->name);
+    ((msg_bus_hello_t *)hello->body)->pid = (uint64_t)getpid();
+    return actor_request(a, "bus", &hello, a->start_timeout_ms, cb, NULL, err);
+}
+
 static int setup(actor_t *a, err_t *err)
 {
     struct event_config *cfg = event_config_new();
@@ -675,22 +696,7 @@ static int setup(actor_t *a, err_t *err)
     for (const actor_handler_t *h = a->def->handlers; h && h->fn; h++)
         if (h->type > MSG_NONE && h->type < MSG_TYPE_COUNT)
             a->by_type[h->type] = h->fn;
-    /* subscriptions first: the broker handles them before the hello, so the
-     * hello's answer means they are in place */
-    for (const char *const *s = a->def->subscribe; s && *s; s++) {
-        msg_t *sub = msg_new(MSG_BUS_SUBSCRIBE);
-        if (!sub)
-            return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
-        msg_set_str(&((msg_bus_subscribe_t *)sub->body)->prefix, *s);
-        if (actor_send(a, "bus", &sub, err) < 0)
-            return -1;
-    }
-    msg_t *hello = msg_new(MSG_BUS_HELLO);
-    if (!hello)
-        return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
-    msg_set_str(&((msg_bus_hello_t *)hello->body)->name, a->name);
-    ((msg_bus_hello_t *)hello->body)->pid = (uint64_t)getpid();
-    return actor_request(a, "bus", &hello, a->start_timeout_ms, on_hello, NULL, err);
+    return join_bus(a, on_hello, err);
 }
 
 static void on_rejoined(actor_t *a, msg_t **reply, void *arg)
@@ -702,20 +708,7 @@ static void on_rejoined(actor_t *a, msg_t **reply, void *arg)
 
 int actor_rejoin(actor_t *a, err_t *err)
 {
-    for (const char *const *s = a->def->subscribe; s && *s; s++) {
-        msg_t *sub = msg_new(MSG_BUS_SUBSCRIBE);
-        if (!sub)
-            return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
-        msg_set_str(&((msg_bus_subscribe_t *)sub->body)->prefix, *s);
-        if (actor_send(a, "bus", &sub, err) < 0)
-            return -1;
-    }
-    msg_t *hello = msg_new(MSG_BUS_HELLO);
-    if (!hello)
-        return err_make(err, ENOMEM, "actor %s: out of memory", a->name);
-    msg_set_str(&((msg_bus_hello_t *)hello->body)->name, a->name);
-    ((msg_bus_hello_t *)hello->body)->pid = (uint64_t)getpid();
-    return actor_request(a, "bus", &hello, a->start_timeout_ms, on_rejoined, NULL, err);
+    return join_bus(a, on_rejoined, err);
 }
 
 static void teardown(actor_t *a)

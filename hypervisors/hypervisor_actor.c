@@ -105,6 +105,24 @@ static void on_started(hv_t *hv, void *arg, int status, const err_t *err)
     op_free(op);
 }
 
+/* The backend's VM object for sandbox c->id (hv.start and hv.attach), and
+ * the op that answers *m once it is started or attached; NULL and err on
+ * failure. */
+static struct op *new_vm(actor_t *a, struct hv_actor *s, const struct hv_ops *ops,
+                         const struct hv_config *c, msg_t **m, err_t *err)
+{
+    snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", c->id);
+    snprintf(s->console_log, sizeof s->console_log, "%s/console.log", c->sandbox_dir);
+    log_set_sandbox(c->id);
+    if (hv_new(ops, actor_base(a), c, &s->hv, err) < 0)
+        return NULL;
+    hv_set_event_cb(s->hv, on_event, a);
+    struct op *op = op_new(a, s, m);
+    if (!op)
+        err_make(err, ENOMEM, "hypervisor: out of memory");
+    return op;
+}
+
 static void on_start(actor_t *a, msg_t **m, void *state)
 {
     struct hv_actor *s = state;
@@ -165,17 +183,9 @@ static void on_start(actor_t *a, msg_t **m, void *state)
         c.shares = &s->share;
         c.n_shares = 1;
     }
-    snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", b->sandbox_id);
-    snprintf(s->console_log, sizeof s->console_log, "%s/console.log", b->dir);
-    log_set_sandbox(b->sandbox_id);
-    if (hv_new(ops, actor_base(a), &c, &s->hv, &err) < 0)
+    struct op *op = new_vm(a, s, ops, &c, m, &err);
+    if (!op)
         goto fail;
-    hv_set_event_cb(s->hv, on_event, a);
-    struct op *op = op_new(a, s, m);
-    if (!op) {
-        err_make(&err, ENOMEM, "hypervisor: out of memory");
-        goto fail;
-    }
     if (hv_start(s->hv, on_started, op, &err) < 0) {
         *m = op->req;
         op->req = NULL;
@@ -220,17 +230,9 @@ static void on_attach(actor_t *a, msg_t **m, void *state)
     c.netns = b->netns[0] ? b->netns : NULL;
     if (!strcmp(ops->name, "local"))
         c.binary = s->agent_binary;
-    snprintf(s->sandbox_id, sizeof s->sandbox_id, "%s", b->sandbox_id);
-    snprintf(s->console_log, sizeof s->console_log, "%s/console.log", b->dir);
-    log_set_sandbox(b->sandbox_id);
-    if (hv_new(ops, actor_base(a), &c, &s->hv, &err) < 0)
+    struct op *op = new_vm(a, s, ops, &c, m, &err);
+    if (!op)
         goto fail;
-    hv_set_event_cb(s->hv, on_event, a);
-    struct op *op = op_new(a, s, m);
-    if (!op) {
-        err_make(&err, ENOMEM, "hypervisor: out of memory");
-        goto fail;
-    }
     pid_t pid = (pid_t)b->pid;
     uint64_t start = b->pid_start;
     if (hv_attach(s->hv, pid, start, on_started, op, &err) < 0) {
