@@ -11,79 +11,17 @@
 set -u
 B=${B:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-HUSK_BIN=$ROOT/$B/bin/husk
-
-[ "$(id -u)" = 0 ] || { echo "skip: needs root (namespaces, mounts, pivot_root)"; exit 77; }
-[ -x /bin/busybox ] || { echo "skip: busybox-static is not installed"; exit 77; }
-for t in "$B/bin/husk" "$B/bin/husk-agent"; do
-    [ -x "$ROOT/$t" ] || make -s -C "$ROOT" B="$B" "$t" >/dev/null 2>&1
-    [ -x "$ROOT/$t" ] || { echo "not ok - build $t"; exit 1; }
-done
-
-T=$(mktemp -d /tmp/husk-e2e-restore.XXXXXX)
-R=$T/root
+. "$ROOT/tests/helpers/cli_e2e.sh"
+cli_e2e_need restore "$B/bin/husk" "$B/bin/husk-agent"
 U=r$$ # unique names: other runs share this host
-cleanup() {
-    for d in "$R"/*/; do
-        [ -f "$d/sandbox.json" ] || continue
-        for k in daemon_pid vmm_pid; do
-            p=$(sed -n "s/.*\"$k\": *\([0-9]*\).*/\1/p" "$d/sandbox.json")
-            [ -n "$p" ] && [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null
-        done
-    done
-    for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
-    for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r); do
-        umount -l "$m" 2>/dev/null
-    done
+RUN_TMO=120
+cli_e2e_cleanup_more() {
+    local d
     for d in /sys/fs/cgroup/unified/husk-agent.$U* /sys/fs/cgroup/husk-agent.$U*; do
         [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
     done
-    rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-BUN=$T/bundle
-mkdir -p "$BUN/rootfs"/{bin,proc,sys,dev,etc,tmp}
-cp /bin/busybox "$BUN/rootfs/bin/busybox"
-chroot "$BUN/rootfs" /bin/busybox --install -s /bin
-
-fail=0
-ok() { echo "ok - $1"; }
-notok() {
-    echo "not ok - $1"
-    fail=1
-    [ -f "$T/out" ] && sed 's/^/#   /' "$T/out" | head -20
-    [ -f "$T/err" ] && sed 's/^/#   err: /' "$T/err" | head -10
-}
-check() { # name, command...
-    local name=$1
-    shift
-    if "$@"; then ok "$name"; else notok "$name"; fi
-}
-has() { grep -qE -- "$1" "$T/out"; }
-err_has() { grep -qE -- "$1" "$T/err"; }
-
-config() { # ARGS_JSON: runc's default spec, adjusted as cli_local.sh does
-    rm -f "$BUN/config.json"
-    (cd "$BUN" && "$HUSK_BIN" spec)
-    python3 - "$BUN/config.json" "$1" <<'EOF'
-import json, sys
-p, args = sys.argv[1], json.loads(sys.argv[2])
-c = json.load(open(p))
-c["process"]["args"] = args
-c["process"]["terminal"] = False
-del c["process"]["capabilities"]["ambient"]
-del c["linux"]["resources"]
-c["root"]["readonly"] = False
-json.dump(c, open(p, "w"), indent="\t")
-EOF
 }
 
-run() { # husk args...: stdout in $T/out, stderr in $T/err, status in RC
-    (cd "$BUN" && timeout 120 "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
-    RC=$?
-}
 field() { # sandbox key
     sed -n "s/.*\"$2\": *\([0-9]*\).*/\1/p" "$R/$1/sandbox.json" 2>/dev/null
 }

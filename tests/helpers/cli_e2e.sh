@@ -8,6 +8,7 @@
 #                             trap (cli_e2e_cleanup) and fail=0
 #   husk ARGS...              husk --root $R
 #   run ARGS...               husk in $BUN: stdout $T/out, stderr $T/err, status RC
+#                             (timeout RUN_TMO, 60 s)
 #   config ARGS_JSON [TERM]   $BUN/config.json: runc's default spec running ARGS,
 #                             writable root, no ambient caps (the agent refuses
 #                             them without inheritable), no linux.resources
@@ -15,8 +16,10 @@
 #                             TAP-ish lines; notok shows out, err and the
 #                             daemons' last log lines
 #   cli_e2e_cleanup           delete -f every container (it also takes down
-#                             what a VM sandbox mounted), kill the daemons and
-#                             anything running from $T, remove $T
+#                             what a VM sandbox mounted), kill the daemons, the
+#                             VMMs and anything running from $T, unmount what
+#                             is left under $T, call cli_e2e_cleanup_more when
+#                             the suite defines it, remove $T
 
 cli_e2e_need() {
     local tag=$1 t
@@ -42,23 +45,31 @@ cli_e2e_need() {
 }
 
 cli_e2e_cleanup() {
-    local id d p
+    local id d p k m
     for id in $(timeout 20 "$HUSK_BIN" --root "$R" list -q 2>/dev/null); do
         timeout 30 "$HUSK_BIN" --root "$R" delete -f "$id" >/dev/null 2>&1
     done
+    # what a failed delete left: a VMM outlives its daemon (a restore may
+    # come), so both are killed
     for d in "$R"/*/; do
         [ -f "$d/sandbox.json" ] || continue
-        p=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$d/sandbox.json")
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null
+        for k in daemon_pid vmm_pid; do
+            p=$(sed -n "s/.*\"$k\": *\([0-9]*\).*/\1/p" "$d/sandbox.json")
+            [ -n "$p" ] && [ "$p" != 0 ] && kill -9 "$p" 2>/dev/null
+        done
     done
     for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    for m in $(awk -v t="$T/" 'index($2, t) == 1 {print $2}' /proc/self/mounts | sort -r); do
+        umount -l "$m" 2>/dev/null
+    done
+    declare -F cli_e2e_cleanup_more >/dev/null && cli_e2e_cleanup_more
     rm -rf "$T"
 }
 
 husk() { "$HUSK_BIN" --root "$R" "$@"; }
 
 run() {
-    (cd "$BUN" && timeout 60 "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
+    (cd "$BUN" && timeout "${RUN_TMO:-60}" "$HUSK_BIN" --root "$R" "$@") >"$T/out" 2>"$T/err" </dev/null
     RC=$?
 }
 
