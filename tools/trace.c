@@ -597,6 +597,7 @@ static uint64_t live_id(uint64_t rec)
 }
 
 static char rec_dir[4096], live_dir[4400];
+static char rec_root[4096], live_root[4400]; /* the runtime roots holding them */
 
 /* Drops what legitimately differs between two runs. */
 static void normalize(json_t *v)
@@ -620,13 +621,15 @@ static void normalize(json_t *v)
         json_t *x;
         json_array_foreach(v, i, x) normalize(x);
     } else if (json_is_string(v)) {
+        /* the sandbox dir first: it lies under the root */
         const char *str = json_string_value(v);
-        const char *dirs[2] = {rec_dir, live_dir};
-        for (int d = 0; d < 2; d++) {
+        const char *dirs[4] = {rec_dir, live_dir, rec_root, live_root};
+        const char *names[4] = {"<sandbox>", "<sandbox>", "<root>", "<root>"};
+        for (int d = 0; d < 4; d++) {
             size_t dl = strlen(dirs[d]);
-            if (dl && !strncmp(str, dirs[d], dl)) {
+            if (dl && !strncmp(str, dirs[d], dl) && (str[dl] == 0 || str[dl] == '/')) {
                 char *ns = NULL;
-                if (asprintf(&ns, "<sandbox>%s", str + dl) > 0) {
+                if (asprintf(&ns, "%s%s", names[d], str + dl) > 0) {
                     json_string_set(v, ns);
                     free(ns);
                 }
@@ -745,6 +748,10 @@ static int replay(const char *file)
             msg_hv_start_t *b = m->body;
             snprintf(sbid, sizeof sbid, "%s", b->sandbox_id);
             snprintf(rec_dir, sizeof rec_dir, "%s", b->dir);
+            snprintf(rec_root, sizeof rec_root, "%s", b->dir);
+            char *slash = strrchr(rec_root, '/');
+            if (slash && slash != rec_root)
+                *slash = 0;
         } else if (!strcmp(recs[i].type, "hv.started") &&
                    msg_decode(recs[i].env, recs[i].len, &m, &err) == 0 && m->body) {
             setenv("HUSK_HYPERVISOR", ((msg_hv_started_t *)m->body)->backend, 1);
@@ -762,6 +769,7 @@ static int replay(const char *file)
     snprintf(root, sizeof root, "%s/root", tmpl);
     snprintf(busdir, sizeof busdir, "%s/bus", tmpl);
     snprintf(live_dir, sizeof live_dir, "%s/%s", root, sbid);
+    snprintf(live_root, sizeof live_root, "%s", root);
     mkdir(root, 0700);
 
     err_t err = ERR_INIT;
@@ -939,7 +947,7 @@ int trace_main(int argc, char **argv)
     g.root = DEFAULT_ROOT;
     stop = 0;
     memset(&ids, 0, sizeof ids);
-    rec_dir[0] = live_dir[0] = 0;
+    rec_dir[0] = live_dir[0] = rec_root[0] = live_root[0] = 0;
     /* options may follow the command: permute, but keep inject's rules */
     int o;
     opterr = 0;
