@@ -133,10 +133,15 @@ test: all
 
 # check: what CI runs: every suite, the unit suites again under ASan+UBSan,
 # and the coverage floor.
+# Ends with the total of both runs as the runner's summary line (CI shows
+# the tail); a failure stops at the failing run's own summary.
 check:
-	$(MAKE) test
-	$(MAKE) SANITIZE=1 unit
-	$(MAKE) coverage
+	@$(MAKE) --no-print-directory test
+	@$(MAKE) --no-print-directory SANITIZE=1 unit
+	@$(MAKE) --no-print-directory coverage
+	@echo "== check: every suite ($$(cat $(B)/test-logs/summary)), the unit suites under ASan+UBSan ($$(cat build-san/test-logs/summary)), coverage floor met"
+	@cat $(B)/test-logs/summary build-san/test-logs/summary | \
+		awk '{p += $$1; f += $$3; s += $$5} END {printf "%d passed, %d failed, %d skipped\n", p, f, s}'
 
 unit: all
 	@B=$(B) TEST_TIMEOUT=$(TEST_TIMEOUT) ONLY=unit tests/run-tests.sh

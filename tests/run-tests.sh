@@ -92,5 +92,5 @@ for n in ${failed_suites[@]+"${failed_suites[@]}"}; do
         head -n 6 | cut -c1-160 | sed "s/^/$n: /"
 done
 [ ${#failed_suites[@]} -gt 0 ] && echo "failed suites: ${failed_suites[*]}"
-echo "$pass passed, $fail failed, $skip skipped"
+echo "$pass passed, $fail failed, $skip skipped" | tee "$log_dir/summary"
 [ "$fail" -eq 0 ]
