@@ -41,6 +41,7 @@
 #include "resources/resource_actor.h"
 #include "resources/share.h"
 #include "services/daemon.h"
+#include "services/orphan.h"
 #include "services/proxy.h"
 
 #ifndef HUSK_VERSION
@@ -1083,30 +1084,6 @@ static int cmd_kill(cli_opts_t *o)
     return rc < 0 ? fail_err(o, 1, NULL, &err) : 0;
 }
 
-/* Kills the VMM of a sandbox whose daemon is gone (through a pidfd, after
- * checking its start time: no pid reuse race) and waits for it (5 s at
- * most), so that the share it held can be unmounted. */
-static void kill_orphan_vmm(persist_store_t *store, const char *sb)
-{
-    persist_sandbox_t *s = NULL;
-    err_t e = ERR_INIT;
-    if (persist_sandbox_load(store, sb, &s, &e) == 0 && s->vmm_pid > 0 &&
-        persist_pid_alive(s->vmm_pid, s->vmm_start)) {
-        int fd = (int)syscall(SYS_pidfd_open, s->vmm_pid, 0);
-        if (fd >= 0 && persist_pid_alive(s->vmm_pid, s->vmm_start)) {
-            log_warn("delete: killing the orphaned VMM %d of sandbox %s", (int)s->vmm_pid, sb);
-            syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
-            struct pollfd p = {fd, POLLIN, 0};
-            while (poll(&p, 1, 5000) < 0 && errno == EINTR)
-                ;
-        }
-        if (fd >= 0)
-            close(fd);
-    }
-    err_clear(&e);
-    persist_sandbox_free(&s);
-}
-
 static int cmd_delete(cli_opts_t *o)
 {
     err_t err = ERR_INIT;
@@ -1147,26 +1124,9 @@ static int cmd_delete(cli_opts_t *o)
             if (rc == 0 && persist_container_list(store, sb, &ids, &n, &err) == 0 && n == 0) {
                 persist_unlock(&lock);
                 /* a VMM that outlived its daemon and was not restored
-                 * (its sandbox was not ready, or the restore gave up) */
-                kill_orphan_vmm(store, sb);
-                /* what the dead daemon would have removed: the share's
-                 * mounts, the host cgroup, the local agent's cgroup */
-                char *dir = NULL;
-                err_t e2 = ERR_INIT;
-                if (persist_sandbox_dir(store, sb, &dir, &e2) == 0 &&
-                    res_share_teardown(dir, &e2) < 0)
-                    log_warn("tear down the share of %s: %s, ignoring", sb, err_str(&e2));
-                err_clear(&e2);
-                free(dir);
-                res_cgroup_t *cg = NULL;
-                char cgname[PERSIST_MAX_ID + 32]; /* as the resources actor names it */
-                if (res_actor_cgroup_name(o->root, sb, cgname, sizeof cgname, &e2) == 0 &&
-                    res_cgroup_open(NULL, cgname, &cg, &e2) == 0 &&
-                    res_cgroup_remove(cg, 1000, &e2) < 0)
-                    log_warn("remove the cgroup of %s: %s, ignoring", sb, err_str(&e2));
-                err_clear(&e2);
-                res_cgroup_destroy(&cg);
-                hv_local_cleanup(sb);
+                 * (its sandbox was not ready, or the restore gave up), and
+                 * what the dead daemon would have removed */
+                svc_release_orphaned_sandbox(store, o->root, sb);
                 rc = persist_sandbox_remove(store, sb, &err);
             }
             persist_strv_free(ids);

@@ -1,5 +1,6 @@
 /* shim_cmd: start, delete and the daemon of containerd-shim-husk-v2. */
 #include "services/shim_cmd.h"
+#include "services/orphan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -305,6 +306,7 @@ static void delete_leftovers(const char *group, const char *id, const char *sock
         goto out;
     }
     if (persist_pid_alive(sb->vmm_pid, sb->vmm_start)) {
+        /* no restore for a shim's sandbox: its VM serves nobody now */
         log_warn("delete: killing the orphaned VM process %d of sandbox %s", (int)sb->vmm_pid,
                  group);
         kill(sb->vmm_pid, SIGKILL);
@@ -316,6 +318,9 @@ static void delete_leftovers(const char *group, const char *id, const char *sock
     char **ids = NULL;
     size_t n = 0;
     if (persist_container_list(store, group, &ids, &n, &err) == 0 && n == 0) {
+        /* the last container: the VM that outlived the shim, the share,
+         * cgroups and taps go before the state */
+        svc_release_orphaned_sandbox(store, persist_store_root(store), group);
         if (persist_sandbox_remove(store, group, &err) < 0)
             log_warn("delete: remove sandbox %s: %s, ignoring", group, err_str(&err));
         if (socket_path)

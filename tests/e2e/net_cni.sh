@@ -223,6 +223,26 @@ run_backend() { # backend
         nok "$be: teardown leaves the namespace exactly as CNI made it"
         sed 's/^/#   /' "$T/diff"
     fi
+    if [ "$be" = qemu ]; then
+        # daemon and VMM both killed: nothing to restore; the delete
+        # releases what they held (svc_release_orphaned_sandbox)
+        (cd "$T/b-net" && husk run -d "$c-o" </dev/null >"$T/run.out" 2>&1)
+        local k p
+        for k in daemon_pid vmm_pid; do
+            p=$(sed -n "s/.*\"$k\": *\([0-9]*\).*/\1/p" "$R/$c-o/sandbox.json" 2>/dev/null)
+            [ -n "$p" ] && [ "$p" != 0 ] && kill -9 "$p"
+        done
+        sleep 0.5
+        husk delete -f "$c-o" >/dev/null 2>&1
+        check "$be: daemon and VMM killed: delete removes the sandbox" sh -c "! \"$HUSK_BIN\" --root \"$R\" state $c-o >/dev/null 2>&1 && [ ! -e $R/$c-o ]"
+        snapshot >"$T/after2"
+        if diff "$T/before" "$T/after2" >"$T/diff"; then
+            ok "$be: ... and leaves the namespace exactly as CNI made it"
+        else
+            nok "$be: ... and leaves the namespace exactly as CNI made it"
+            sed 's/^/#   /' "$T/diff"
+        fi
+    fi
     # no network namespace path: only lo, up
     (cd "$T/b-none" && husk run -d "lo-$be" </dev/null >"$T/run.out" 2>&1)
     if [ $? = 0 ]; then

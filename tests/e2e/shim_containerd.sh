@@ -245,6 +245,27 @@ oom() {
 $(cat "$T/oom-$BE.events")"
 }
 
+# the shim SIGKILLed with a running qemu task: the VMM outlives its daemon
+# (a CLI daemon's sandbox may be restored), so containerd's clean-up of the
+# dead shim (`shim delete`) must kill the orphaned VM
+shim_killed() {
+    local id=k1-$BE-$X spid nvm out
+    TMO=150 check "$BE: shim killed: run -d" ctr_ run -d "${RT[@]}" $IMG $id sleep 1000
+    spid=$(task_pid $id)
+    [ -n "$spid" ] && kill -9 "$spid"
+    for _ in $(seq 300); do
+        nvm=$(for q in $(our_pids); do case $(readlink "/proc/$q/exe") in */qemu-system-*) echo $q ;; esac; done | wc -l)
+        [ "$nvm" = 0 ] && break
+        sleep 0.1
+    done
+    [ "$nvm" = 0 ] && ok "$BE: shim killed: containerd's clean-up kills the orphaned VM" ||
+        notok "$BE: shim killed: the orphaned VM is killed" "$nvm qemu processes left 30 s after the shim (pid $spid) was killed"
+    ctr_ task delete $id >/dev/null 2>&1
+    ctr_ containers rm $id >/dev/null 2>&1
+    out=$(ctr_ task ls -q 2>&1; ctr_ containers ls -q 2>&1)
+    [ -z "$out" ] && ok "$BE: shim killed: task and container removed" || notok "$BE: shim killed: removed" "$out"
+}
+
 no_leftovers() {
     local left socks state cg
     for _ in $(seq 100); do
@@ -341,6 +362,7 @@ else
     run_d_restart
     pod
     oom
+    shim_killed
     no_leftovers
     echo "# qemu pass: $(echo "$(date +%s.%N) - $t0" | bc) s"
 fi
