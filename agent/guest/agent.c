@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 
 #define READ_BUDGET       (256 * 1024)
 #define DRAIN_MS          500
+#define LOADER_IDLE_MS    3000 /* the late-module loader's time at SCHED_IDLE */
 #define MAX_CONTAINERS    256
 #define MAX_PROCS         1024 /* per container */
 #define MAX_STORAGES      64
@@ -134,6 +136,8 @@ struct agent {
     int rc;
     struct net_retry *net_retries; /* update_interface waiting for its NIC */
     bool lo_up;                    /* the agent's own loopback is up */
+    pid_t loader;                  /* late-module loader still at SCHED_IDLE, or 0 */
+    struct event *loader_timer;
 };
 
 /* ---- validation ---------------------------------------------------------- */
@@ -723,6 +727,25 @@ static void on_child_exit(struct agent *ag, pid_t pid, int st)
     log_debug("reaped pid %d (status %d)", (int)pid, st);
 }
 
+/* The late modules are wanted now (a request waits for a device, or
+ * they have had LOADER_IDLE_MS): the loader leaves SCHED_IDLE. */
+static void hurry_loader(struct agent *ag)
+{
+    if (ag->loader <= 0)
+        return;
+    struct sched_param sp = {0};
+    if (sched_setscheduler(ag->loader, SCHED_OTHER, &sp) < 0)
+        log_warn("late-module loader %d: SCHED_OTHER: %s", (int)ag->loader, strerror(errno));
+    else
+        log_debug("late-module loader %d: back to SCHED_OTHER", (int)ag->loader);
+    ag->loader = 0;
+}
+
+static void on_loader_timer(evutil_socket_t fd, short what, void *arg)
+{
+    hurry_loader(arg);
+}
+
 static void reap_all(struct agent *ag)
 {
     for (;;) {
@@ -730,6 +753,8 @@ static void reap_all(struct agent *ag)
         pid_t pid = waitpid(-1, &st, WNOHANG);
         if (pid <= 0)
             return;
+        if (pid == ag->loader)
+            ag->loader = 0; /* done (reaped: its pid is free again) */
         on_child_exit(ag, pid, st);
     }
 }
@@ -1731,6 +1756,7 @@ static void h_network(struct agent *ag, const msg_t *req)
         const char *json = ((msg_agent_update_interface_t *)req->body)->interface;
         rc = agent_net_update_interface(json, &out, &err);
         if (rc == -EAGAIN) {
+            hurry_loader(ag); /* virtio_net may be among the late modules */
             struct net_retry *r = calloc(1, sizeof *r);
             if (r && (r->json = strdup(json)) &&
                 (r->timer = evtimer_new(ag->base, on_net_retry, r))) {
@@ -2182,6 +2208,13 @@ int agent_serve(const agent_opts_t *opts, err_t *err)
     ag.chan_rev = event_new(ag.base, ag.chan, EV_READ | EV_PERSIST, on_chan_read, &ag);
     ag.chan_wev = event_new(ag.base, ag.chan, EV_WRITE | EV_PERSIST, on_chan_write, &ag);
     ag.reconnect = evtimer_new(ag.base, on_reconnect, &ag);
+    if (opts->late_loader > 0) {
+        ag.loader = opts->late_loader;
+        struct timeval tv = {LOADER_IDLE_MS / 1000, LOADER_IDLE_MS % 1000 * 1000};
+        if (!(ag.loader_timer = evtimer_new(ag.base, on_loader_timer, &ag)) ||
+            evtimer_add(ag.loader_timer, &tv) < 0)
+            hurry_loader(&ag);
+    }
     if (opts->listen_fd > 0) {
         set_nonblock(opts->listen_fd);
         ag.accept_ev = event_new(ag.base, opts->listen_fd, EV_READ | EV_PERSIST, on_accept, &ag);
@@ -2222,6 +2255,8 @@ out:
         event_free(ag.chan_wev);
     if (ag.reconnect)
         event_free(ag.reconnect);
+    if (ag.loader_timer)
+        event_free(ag.loader_timer);
     if (ag.accept_ev)
         event_free(ag.accept_ev);
     if (opts->listen_fd > 0)

@@ -27,6 +27,7 @@
 #define HUSK_AGENT_GUEST_AGENT_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "agent/frame.h"
 #include "common/err.h"
@@ -46,6 +47,11 @@ typedef struct agent_opts {
      * the next host connection (a restarted daemon re-attaching), as a
      * virtio port waits for the host to reconnect.  Owned by the agent. */
     int listen_fd;
+    /* The late-module loader (a child running at SCHED_IDLE), or 0: the
+     * agent reaps it, and raises it to the normal policy when a request
+     * waits for a device or LOADER_IDLE_MS after it serves, so that a busy
+     * container cannot starve it. */
+    pid_t late_loader;
 } agent_opts_t;
 
 /* Serves the channel until it ends (not in virtio_port mode), SIGTERM or

@@ -119,6 +119,7 @@ static int run_init(int level)
         .cgroup_root = is_cgroup2(AGENT_CGROUP_DIR) ? AGENT_CGROUP_DIR : NULL,
         .init = true,
         .listen_fd = -1,
+        .late_loader = pid > 0 ? pid : 0,
     };
     if (agent_serve(&opts, &err) < 0)
         log_error("agent: %s", err_str(&err));
