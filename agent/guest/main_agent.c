@@ -97,7 +97,7 @@ static int run_init(int level)
              AGENT_VERSION_STR, AGENT_PORT_NAME, dev, n, agent_uptime());
     /* The rest of the modules load beside the server (reaped by it), at
      * idle priority: on one vCPU they would otherwise hold up the first
-     * requests by ~0.3 s, and the first container needs none of them (a
+     * requests by ~0.15 s, and the first container needs none of them (a
      * NIC's update_interface waits for its device). */
     pid_t pid = fork();
     if (pid == 0) {
