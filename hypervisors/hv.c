@@ -130,6 +130,13 @@ int hv_check_id(const char *what, const char *id, err_t *err)
 
 /* ---- instance ---- */
 
+static void free_strv(const char *const *v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free((char *)v[i]);
+    free((void *)v);
+}
+
 static void free_config(struct hv_config *c)
 {
     free((char *)c->id);
@@ -144,11 +151,8 @@ static void free_config(struct hv_config *c)
         free((char *)c->shares[i].mount_tag);
     }
     free((void *)c->shares);
-    if (c->extra_args) {
-        for (size_t i = 0; c->extra_args[i]; i++)
-            free((char *)c->extra_args[i]);
-        free((void *)c->extra_args);
-    }
+    free_strv(c->extra_args);
+    free_strv(c->cgroup_dirs);
     free((void *)c->accel_probe);
     free((char *)c->netns);
     for (size_t i = 0; i < c->n_nets; i++) {
@@ -169,12 +173,32 @@ static int dup_str(const char **dst, const char *src)
     return *dst ? 0 : -1;
 }
 
+/* Copies a NULL-terminated vector (NULL stays NULL). */
+static int dup_strv(const char *const **dst, const char *const *src)
+{
+    *dst = NULL;
+    if (!src)
+        return 0;
+    size_t n = 0;
+    while (src[n])
+        n++;
+    const char **a = calloc(n + 1, sizeof(*a));
+    if (!a)
+        return -1;
+    *dst = a;
+    for (size_t i = 0; i < n; i++)
+        if (dup_str(&a[i], src[i]))
+            return -1;
+    return 0;
+}
+
 static int copy_config(struct hv_config *d, const struct hv_config *s)
 {
     *d = *s;
     d->shares = NULL;
     d->n_shares = 0;
     d->extra_args = NULL;
+    d->cgroup_dirs = NULL;
     d->accel_probe = NULL;
     d->nets = NULL;
     d->n_nets = 0;
@@ -209,18 +233,8 @@ static int copy_config(struct hv_config *d, const struct hv_config *s)
                 return -1;
         }
     }
-    if (s->extra_args) {
-        size_t n = 0;
-        while (s->extra_args[n])
-            n++;
-        const char **a = calloc(n + 1, sizeof(*a));
-        if (!a)
-            return -1;
-        d->extra_args = a;
-        for (size_t i = 0; i < n; i++)
-            if (dup_str(&a[i], s->extra_args[i]))
-                return -1;
-    }
+    if (dup_strv(&d->extra_args, s->extra_args) || dup_strv(&d->cgroup_dirs, s->cgroup_dirs))
+        return -1;
     if (s->accel_probe) {
         struct hv_accel_probe *p = calloc(1, sizeof(*p));
         if (!p)

@@ -46,6 +46,7 @@ typedef struct hv hv_t;
 #define HV_CAP_HOTPLUG_MEMORY (1u << 8)  /* resize_memory */
 #define HV_CAP_SAVE_RESTORE   (1u << 9)  /* save / restore */
 #define HV_CAP_VM_ISOLATION   (1u << 10) /* a real VM boundary (not set by `local`) */
+#define HV_CAP_VMM_IN_CGROUP  (1u << 11) /* the VMM process started in cfg.cgroup_dirs */
 
 enum hv_arch { HV_ARCH_X86_64 = 0, HV_ARCH_AARCH64 };
 enum hv_accel { HV_ACCEL_AUTO = 0, HV_ACCEL_KVM, HV_ACCEL_TCG };
@@ -105,6 +106,11 @@ struct hv_config {
     const char *netns;
     const struct hv_net *nets; /* NICs at boot (qemu) */
     size_t n_nets;
+    /* Host cgroup directories (v1 or v2) the VMM process should start in,
+     * NULL-terminated, or NULL.  A backend that places its process there
+     * at spawn reports HV_CAP_VMM_IN_CGROUP; otherwise the caller moves it
+     * (a move by pid waits for an RCU grace period: docs/performance.md). */
+    const char *const *cgroup_dirs;
     /* Acceleration probe paths (tests); NULL: the real ones. */
     const struct hv_accel_probe *accel_probe;
 };

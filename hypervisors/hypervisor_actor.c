@@ -95,6 +95,7 @@ static void on_started(hv_t *hv, void *arg, int status, const err_t *err)
     if (hv_pids(hv, pids, 4, &n, &e2) == 0 && n > 0)
         b->pid = (uint64_t)pids[0];
     err_clear(&e2);
+    b->in_cgroup = (hv_capabilities(hv) & HV_CAP_VMM_IN_CGROUP) != 0;
     msg_set_str(&b->agent_socket, hv_agent_socket(hv));
     msg_set_str(&b->backend, hv_name(hv));
     msg_set_str(&b->accel, hv_accel_name(hv_config(hv)->accel));
@@ -176,6 +177,10 @@ static void on_start(actor_t *a, msg_t **m, void *state)
                                   .mac = b->net_macs.v[i][0] ? b->net_macs.v[i] : NULL};
     c.nets = nets;
     c.n_nets = b->net_taps.n;
+    const char *cgdirs[9] = {0}; /* the catalog bounds cgroup_dirs to 8 */
+    for (size_t i = 0; i < b->cgroup_dirs.n && i < 8; i++)
+        cgdirs[i] = b->cgroup_dirs.v[i];
+    c.cgroup_dirs = b->cgroup_dirs.n ? cgdirs : NULL;
     if (b->share_dir[0]) {
         s->share.host_path = b->share_dir;
         s->share.mount_tag = b->share_tag[0] ? b->share_tag : "husk";

@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP */
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -57,6 +59,7 @@ struct local {
     char *log_path;   /* the agent's stderr */
     char *netns;      /* join this netns instead of a new one (optional) */
     char cgroup[256]; /* the agent's cgroup v2 directory, ours to remove ("" = none) */
+    bool in_cgroup;   /* the agent started in cfg.cgroup_dirs */
 };
 
 /* The agent's cgroup v2 directory: made here and removed when the agent is
@@ -249,6 +252,8 @@ struct child_args {
     int listen_fd, log_fd;
     pid_t parent;
     const char *binary;
+    const int *tasks_fds; /* v1 `tasks` files of the host cgroup, to write "0" to */
+    size_t n_tasks;
 };
 
 /* The agent, pid 1 of its new pid namespace, between clone and exec: no
@@ -263,6 +268,16 @@ static int child(void *arg)
         if (s != SIGKILL && s != SIGSTOP)
             signal(s, SIG_DFL);
     setsid(); /* no PDEATHSIG: the agent outlives a dead daemon (hv_attach) */
+    /* "0" in a v1 `tasks` file moves the calling thread only, and the
+     * kernel then skips the global threadgroup lock (and its RCU grace
+     * period): we are single-threaded, so that moves the process. */
+    for (size_t i = 0; i < c->n_tasks; i++)
+        if (write(c->tasks_fds[i], "0", 1) != 1) {
+            static const char why[] = "husk-agent: cannot join the sandbox's v1 host cgroup\n";
+            if (write(c->log_fd, why, sizeof why - 1) < 0)
+                _exit(120);
+            _exit(120);
+        }
     if (c->lo->netns) {
         int nfd = open(c->lo->netns, O_RDONLY | O_CLOEXEC);
         if (nfd < 0 || setns(nfd, CLONE_NEWNET) < 0)
@@ -291,6 +306,72 @@ static int child(void *arg)
     _exit(127);
 }
 
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+/* The host cgroup the agent starts in, opened before the clone so that
+ * every error names its path: the v2 directory for CLONE_INTO_CGROUP, the
+ * v1 `tasks` files for the child to write to. */
+struct host_cgroup {
+    int v2_fd;
+    int tasks_fds[8];
+    size_t n_tasks;
+};
+
+static void host_cgroup_close(struct host_cgroup *hc)
+{
+    if (hc->v2_fd >= 0)
+        close(hc->v2_fd);
+    hc->v2_fd = -1;
+    for (size_t i = 0; i < hc->n_tasks; i++)
+        close(hc->tasks_fds[i]);
+    hc->n_tasks = 0;
+}
+
+static int host_cgroup_open(const char *const *dirs, struct host_cgroup *hc, err_t *err)
+{
+    for (size_t i = 0; dirs && dirs[i]; i++) {
+        struct statfs sf;
+        if (statfs(dirs[i], &sf) < 0) {
+            int r = err_errno(err, "local: host cgroup %s", dirs[i]);
+            host_cgroup_close(hc);
+            return r;
+        }
+        int fd;
+        if (sf.f_type == CGROUP2_SUPER_MAGIC) {
+            if (hc->v2_fd >= 0) {
+                host_cgroup_close(hc);
+                return err_make(err, EINVAL, "local: host cgroup %s: a second v2 directory",
+                                dirs[i]);
+            }
+            fd = hc->v2_fd = open(dirs[i], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        } else if (hc->n_tasks < sizeof hc->tasks_fds / sizeof hc->tasks_fds[0]) {
+            _cleanup_free_ char *p = NULL;
+            if (asprintf(&p, "%s/tasks", dirs[i]) < 0)
+                abort();
+            fd = open(p, O_WRONLY | O_CLOEXEC);
+            if (fd >= 0)
+                hc->tasks_fds[hc->n_tasks++] = fd;
+        } else {
+            host_cgroup_close(hc);
+            return err_make(err, E2BIG, "local: more than 8 host cgroup directories");
+        }
+        if (fd < 0) {
+            int r = err_errno(err, "local: open host cgroup %s", dirs[i]);
+            host_cgroup_close(hc);
+            return r;
+        }
+    }
+    return 0;
+}
+
+static uint32_t lo_capabilities(hv_t *hv)
+{
+    struct local *lo = L(hv);
+    return HV_CAP_SHARE_FS_9P | (lo && lo->in_cgroup ? HV_CAP_VMM_IN_CGROUP : 0);
+}
+
 static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
 {
     struct local *lo = L(hv);
@@ -313,17 +394,43 @@ static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
     if (log_fd < 0)
         return err_errno(err, "local: open %s", lo->log_path);
     cgroup_make(lo, hv->cfg.id ? hv->cfg.id : "sandbox");
-    struct child_args ca = {lo, lfd, log_fd, getpid(), hv->cfg.binary};
-    int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID | SIGCHLD;
+    struct host_cgroup hc = {.v2_fd = -1};
+    if ((r = host_cgroup_open(hv->cfg.cgroup_dirs, &hc, err)) < 0)
+        return r;
+    struct child_args ca = {lo, lfd, log_fd, getpid(), hv->cfg.binary, hc.tasks_fds, hc.n_tasks};
+    uint64_t flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWPID;
     if (!lo->netns)
         flags |= CLONE_NEWNET;
-    size_t stack_size = 256 * 1024;
-    _cleanup_free_ char *stack = malloc(stack_size);
-    if (!stack)
-        return err_make(err, ENOMEM, "local: out of memory");
-    pid_t pid = clone(child, stack + stack_size, flags, &ca);
-    if (pid < 0)
-        return err_errno(err, "local: clone husk-agent in new namespaces");
+    /* clone3 without CLONE_VM nor a stack is a fork into new namespaces;
+     * CLONE_INTO_CGROUP starts the agent in the v2 cgroup (a move by pid
+     * would wait for an RCU grace period). */
+    struct clone_args cla = {.flags = flags, .exit_signal = SIGCHLD};
+    if (hc.v2_fd >= 0) {
+        cla.flags |= CLONE_INTO_CGROUP;
+        cla.cgroup = (uint64_t)hc.v2_fd;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone3, &cla, sizeof cla);
+    if (pid == 0)
+        _exit(child(&ca));
+    bool joined = pid > 0;
+    if (pid < 0 && hc.v2_fd >= 0) {
+        /* a v2 cgroup that refuses processes (e.g. controllers enabled
+         * below it): start outside it, the runtime then moves the agent */
+        log_warn("local: start husk-agent in its host cgroup: %s; moving it after the start",
+                 strerror(errno));
+        cla.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
+        cla.cgroup = 0;
+        pid = (pid_t)syscall(SYS_clone3, &cla, sizeof cla);
+        if (pid == 0)
+            _exit(child(&ca));
+    }
+    int e = errno;
+    host_cgroup_close(&hc);
+    if (pid < 0) {
+        errno = e;
+        return err_errno(err, "local: clone3 husk-agent in new namespaces");
+    }
+    lo->in_cgroup = joined && hv->cfg.cgroup_dirs && hv->cfg.cgroup_dirs[0];
     lo->pid = pid;
     lo->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (lo->pidfd < 0) {
@@ -429,6 +536,7 @@ static const char *lo_agent_socket(hv_t *hv)
 const struct hv_ops hv_local_ops = {
     .name = "local",
     .caps = HV_CAP_SHARE_FS_9P, /* the "share" is the host directory itself */
+    .capabilities = lo_capabilities,
     .create = lo_create,
     .destroy = lo_destroy,
     .prepare = lo_prepare,

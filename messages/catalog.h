@@ -316,9 +316,11 @@
     F(S, STR, netns, MSG_PATH)                                                                     \
     F(S, STR, kernel_params, MSG_PATH)                                                             \
     F(S, STRV, net_taps, 16)                                                                       \
-    F(S, STRV, net_macs, 16)
+    F(S, STRV, net_macs, 16)                                                                       \
+    F(S, STRV, cgroup_dirs, 8)
 #define MSG_FIELDS_hv_started(F, S)                                                                \
     F(S, U64, pid, 0)                                                                              \
+    F(S, BOOL, in_cgroup, 0)                                                                       \
     F(S, STR, agent_socket, MSG_PATH)                                                              \
     F(S, STR, console_log, MSG_PATH)                                                               \
     F(S, STR, backend, MSG_SMALL)                                                                  \
@@ -452,6 +454,7 @@
  * host refused...). */
 #define MSG_FIELDS_res_sandbox_ready(F, S)                                                         \
     F(S, STR, cgroup, MSG_PATH)                                                                    \
+    F(S, STRV, cgroup_dirs, 8)                                                                     \
     F(S, STR, share_dir, MSG_PATH)                                                                 \
     F(S, STR, share_tag, MSG_SMALL)                                                                \
     F(S, STRV, taps, 16)                                                                           \

@@ -246,6 +246,8 @@ static int make_cgroup(struct res *s, const msg_res_prepare_sandbox_t *q,
         add_warning(b, "host cgroup: %s", w[i]);
     const char *const *p = res_cgroup_paths(s->cg, &np);
     msg_set_str(&b->cgroup, np ? p[0] : "");
+    for (size_t i = 0; i < np && i < 8; i++) /* the catalog bounds cgroup_dirs to 8 */
+        msg_strv_push(&b->cgroup_dirs, p[i]);
     return 0;
 }
 

@@ -1191,7 +1191,9 @@ static void on_hv_started(actor_t *a, msg_t **reply, void *arg)
         return;
     }
     rt->vmm_pid = (pid_t)b->pid;
-    if (rt->vmm_pid > 0) {
+    /* a backend that spawned the VMM in the cgroup saves the move by pid
+     * (an RCU grace period, docs/performance.md) */
+    if (rt->vmm_pid > 0 && !b->in_cgroup) {
         msg_t *p = msg_new(MSG_RES_ADD_PID);
         ((msg_res_add_pid_t *)p->body)->pid = (uint64_t)rt->vmm_pid;
         request(rt, RES_ACTOR_NAME, &p, RES_TIMEOUT_MS, on_res_pid_added, rt);
@@ -1239,6 +1241,8 @@ static void on_res_ready(actor_t *a, msg_t **reply, void *arg)
         taps_add(rt, r->taps.v[i], r->macs.v[i], i < r->states.n ? r->states.v[i] : NULL);
     }
     msg_set_str(&b->dir, rt->dir);
+    for (size_t i = 0; i < r->cgroup_dirs.n; i++)
+        msg_strv_push(&b->cgroup_dirs, r->cgroup_dirs.v[i]);
     b->vcpus = rt->boot_vcpus;
     b->memory_mib = rt->boot_memory_mib;
     if (r->share_dir[0]) {

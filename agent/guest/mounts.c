@@ -299,8 +299,48 @@ static int bind_host_path(int rootfd, const char *src, const char *dest, unsigne
     return 0;
 }
 
-static int mount_one(const oci_mount_t *m, size_t idx, int rootfd, const char *bundle, bool userns,
-                     err_t *err)
+/* Does the container get a cgroup namespace of its own (new or joined)? */
+static bool own_cgroupns(const oci_spec_t *spec)
+{
+    for (size_t i = 0; spec->lnx && i < spec->lnx->n_namespaces; i++)
+        if (spec->lnx->namespaces[i].type == OCI_NS_CGROUP)
+            return true;
+    return false;
+}
+
+/* The mount point of a cgroup2 mount showing the root of our cgroup
+ * namespace (mountinfo's root field "/"), the first (oldest) one: the
+ * agent's own /sys/fs/cgroup (or /sys/fs/cgroup/unified on a hybrid host).
+ * A container in our cgroup namespace gets a bind of it: the same
+ * superblock and root, so the same view as a fresh `mount -t cgroup2`,
+ * which in the initial cgroup namespace waits for an RCU grace period
+ * (10-16 ms, docs/performance.md).  -1 when there is none. */
+static int cgroup2_root_mount(char *out, size_t cap)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return -1;
+    char line[4096];
+    int r = -1;
+    while (r < 0 && fgets(line, sizeof line, f)) {
+        char root[PATH_MAX], point[PATH_MAX], fstype[64];
+        const char *sep = strstr(line, " - ");
+        if (!sep || sscanf(line, "%*d %*d %*s %4095s %4095s", root, point) != 2 ||
+            sscanf(sep + 3, "%63s", fstype) != 1)
+            continue;
+        /* a mount point with an escaped character (\040...) is skipped */
+        if (strcmp(fstype, "cgroup2") == 0 && strcmp(root, "/") == 0 && !strchr(point, '\\') &&
+            strlen(point) < cap) {
+            snprintf(out, cap, "%s", point);
+            r = 0;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
+static int mount_one(const oci_spec_t *spec, const oci_mount_t *m, size_t idx, int rootfd,
+                     const char *bundle, bool userns, err_t *err)
 {
     unsigned long flags, prop;
     _cleanup_free_ char *data = NULL;
@@ -327,6 +367,11 @@ static int mount_one(const oci_mount_t *m, size_t idx, int rootfd, const char *b
         if (strcmp(type, "cgroup") == 0 || strcmp(type, "cgroup2") == 0) {
             /* The guest runs cgroup v2 only: "cgroup" means the unified
              * hierarchy, as runc does on a v2 host. */
+            char croot[PATH_MAX];
+            if (!own_cgroupns(spec) && cgroup2_root_mount(croot, sizeof croot) == 0) {
+                close(TAKE_FD(fd));
+                return bind_host_path(rootfd, croot, dest, flags | MS_BIND, userns, err);
+            }
             r = mount("cgroup2", FDPATH(p, fd), "cgroup2", flags & ~MS_REMOUNT, NULL);
             if (r < 0 && (errno == EPERM || errno == EBUSY))
                 r = mount("/sys/fs/cgroup", FDPATH(p, fd), NULL, MS_BIND | MS_REC, NULL);
@@ -499,7 +544,7 @@ int container_rootfs_prepare(const oci_spec_t *spec, const char *rootfs, const c
     if (rootfd < 0)
         return err_errno(err, "open %s", rootfs);
     for (size_t i = 0; i < spec->n_mounts; i++)
-        if ((r = mount_one(&spec->mounts[i], i, rootfd, bundle, userns, err)) < 0)
+        if ((r = mount_one(spec, &spec->mounts[i], i, rootfd, bundle, userns, err)) < 0)
             return r;
     if ((r = setup_dev(spec, rootfd, userns, err)) < 0)
         return r;

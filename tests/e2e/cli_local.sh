@@ -179,6 +179,9 @@ run run -d --pid-file "$T/k1.pid" k1
 DPID=$(sed -n 's/.*"daemon_pid": *\([0-9]*\).*/\1/p' "$R/k1/sandbox.json")
 VPID=$(sed -n 's/.*"vmm_pid": *\([0-9]*\).*/\1/p' "$R/k1/sandbox.json")
 check "run -d" eval '[ $RC = 0 ] && [ -n "$DPID" ] && [ -n "$VPID" ] && husk state k1 | grep -q "\"status\": \"running\""'
+# the agent starts in the sandbox's host cgroup (every hierarchy made for it)
+check "the local agent runs in the sandbox's host cgroup" eval 'grep -qE ":/husk/k1-[0-9a-f]+\$" /proc/$VPID/cgroup &&
+    [ "$(grep -oE "/husk/k1-[0-9a-f]+\$" /proc/$VPID/cgroup | sort -u | wc -l)" = 1 ]'
 kill -9 "$DPID"
 kill -9 "$VPID"
 for i in $(seq 50); do kill -0 "$VPID" 2>/dev/null || break; sleep 0.1; done

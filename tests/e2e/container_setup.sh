@@ -32,6 +32,7 @@ cleanup() {
     # the host.  Kill leftovers of ours, then remove the tree.
     for p in $(pgrep -f "$T/" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     [ -n "${CG_REAL:-}" ] && rmdir "$CG_REAL" 2>/dev/null
+    [ -n "${CG_BIND:-}" ] && rmdir "$CG_BIND" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
@@ -311,6 +312,32 @@ if [ -f "$UNI/cgroup.controllers" ] && grep -qw pids "$UNI/cgroup.controllers" &
 else
     echo "# skip - real cgroup v2 limits: $UNI has no pids/memory controllers" \
         "(hybrid host: they are bound to v1); checked against a fake directory above"
+fi
+
+# ---- /sys/fs/cgroup -------------------------------------------------------------------------
+if [ -f "$UNI/cgroup.controllers" ]; then
+    CG_BIND=$UNI/husk-e2e-bind-$$
+    # /sys/fs/cgroup without a cgroup namespace is a bind of the agent's own
+    # cgroup2 mount (a fresh mount there waits for an RCU grace period): the
+    # same view as a fresh mount, the whole hierarchy, with the options asked
+    CGM='{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+          "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}'
+    SAVED_MOUNTS=$MOUNTS
+    MOUNTS="$MOUNTS, $CGM"
+    config '["sh", "-c", "cg=$(sed -n \"s/^0:://p\" /proc/self/cgroup); echo cg=$cg; [ -f /sys/fs/cgroup$cg/cgroup.procs ] && echo own-dir-visible; grep \" /sys/fs/cgroup \" /proc/self/mountinfo; mkdir /sys/fs/cgroup$cg/x 2>/dev/null || echo read-only"]'
+    run --cgroup "$CG_BIND"
+    check "in its cgroup; /sys/fs/cgroup: the whole v2 tree, ro, nosuid/nodev/noexec" eval '[ $RC = 0 ] &&
+        has "^cg=/husk-e2e-bind-$$\$" && has "^own-dir-visible\$" && has "^read-only\$" &&
+        has " / /sys/fs/cgroup ro,nosuid,nodev,noexec,relatime( .*)? - cgroup2 "'
+    # with a cgroup namespace it is a fresh mount showing the namespace's root
+    NS='[{"type":"pid"},{"type":"mount"},{"type":"uts"},{"type":"ipc"},{"type":"network"},{"type":"cgroup"}]' \
+        config '["sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs"]'
+    run --cgroup "$CG_BIND"
+    check "/sys/fs/cgroup in a cgroup namespace: its root, the container's cgroup" eval '[ $RC = 0 ] &&
+        has "^0::/\$" && has "^1\$" && ! has husk-e2e-bind'
+    MOUNTS=$SAVED_MOUNTS
+else
+    echo "# skip - /sys/fs/cgroup: this host has no cgroup v2 hierarchy"
 fi
 
 EXTRA_LINUX=$RES config '["true"]'
