@@ -413,22 +413,26 @@ static int lo_start(hv_t *hv, hv_done_fn done, void *arg, err_t *err)
     if (pid == 0)
         _exit(child(&ca));
     bool joined = pid > 0;
-    if (pid < 0 && hc.v2_fd >= 0) {
-        /* a v2 cgroup that refuses processes (e.g. controllers enabled
-         * below it): start outside it, the runtime then moves the agent */
-        log_warn("local: start husk-agent in its host cgroup: %s; moving it after the start",
-                 strerror(errno));
-        cla.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
-        cla.cgroup = 0;
-        pid = (pid_t)syscall(SYS_clone3, &cla, sizeof cla);
-        if (pid == 0)
-            _exit(child(&ca));
+    _cleanup_free_ char *stack = NULL;
+    if (pid < 0) {
+        /* clone3 refused (a seccomp profile answering ENOSYS, an old
+         * kernel) or a v2 cgroup that takes no process (controllers
+         * enabled below it): a classic clone outside it; the runtime then
+         * moves the agent by pid */
+        log_warn("local: clone3 husk-agent%s: %s; a classic clone instead",
+                 hc.v2_fd >= 0 ? " into its host cgroup" : "", strerror(errno));
+        size_t stack_size = 256 * 1024;
+        if (!(stack = malloc(stack_size))) {
+            host_cgroup_close(&hc);
+            return err_make(err, ENOMEM, "local: out of memory");
+        }
+        pid = clone(child, stack + stack_size, (int)flags | SIGCHLD, &ca);
     }
     int e = errno;
     host_cgroup_close(&hc);
     if (pid < 0) {
         errno = e;
-        return err_errno(err, "local: clone3 husk-agent in new namespaces");
+        return err_errno(err, "local: clone husk-agent in new namespaces");
     }
     lo->in_cgroup = joined && hv->cfg.cgroup_dirs && hv->cfg.cgroup_dirs[0];
     lo->pid = pid;
