@@ -1922,32 +1922,32 @@ static void on_kill(actor_t *a, msg_t **m, void *state)
     forward(rt, m, c, &r, -1);
 }
 
-static void on_pause(actor_t *a, msg_t **m, void *state)
+/* rt.pause / rt.resume: the state machine's event, then the agent's
+ * request (both bodies are just the container id). */
+static void pause_or_resume(struct rt *rt, actor_t *a, msg_t **m, const char *id, bool pause)
 {
-    struct rt *rt = state;
-    struct ctr *c = need(rt, a, *m, ((msg_rt_pause_t *)(*m)->body)->id);
+    struct ctr *c = need(rt, a, *m, id);
     if (!c)
         return;
     rt_container_state_t next;
-    if (!ct_allowed(a, *m, c, RT_CT_EV_PAUSE, &next))
+    if (!ct_allowed(a, *m, c, pause ? RT_CT_EV_PAUSE : RT_CT_EV_RESUME, &next))
         return;
-    msg_t *r = msg_new(MSG_AGENT_PAUSE_CONTAINER);
-    msg_set_str(&((msg_agent_pause_container_t *)r->body)->container_id, c->id);
+    msg_t *r = msg_new(pause ? MSG_AGENT_PAUSE_CONTAINER : MSG_AGENT_RESUME_CONTAINER);
+    if (pause)
+        msg_set_str(&((msg_agent_pause_container_t *)r->body)->container_id, c->id);
+    else
+        msg_set_str(&((msg_agent_resume_container_t *)r->body)->container_id, c->id);
     forward(rt, m, c, &r, (int)next);
+}
+
+static void on_pause(actor_t *a, msg_t **m, void *state)
+{
+    pause_or_resume(state, a, m, ((msg_rt_pause_t *)(*m)->body)->id, true);
 }
 
 static void on_resume(actor_t *a, msg_t **m, void *state)
 {
-    struct rt *rt = state;
-    struct ctr *c = need(rt, a, *m, ((msg_rt_resume_t *)(*m)->body)->id);
-    if (!c)
-        return;
-    rt_container_state_t next;
-    if (!ct_allowed(a, *m, c, RT_CT_EV_RESUME, &next))
-        return;
-    msg_t *r = msg_new(MSG_AGENT_RESUME_CONTAINER);
-    msg_set_str(&((msg_agent_resume_container_t *)r->body)->container_id, c->id);
-    forward(rt, m, c, &r, (int)next);
+    pause_or_resume(state, a, m, ((msg_rt_resume_t *)(*m)->body)->id, false);
 }
 
 static void on_update(actor_t *a, msg_t **m, void *state)
