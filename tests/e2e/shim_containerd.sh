@@ -280,6 +280,9 @@ no_leftovers() {
     [ -z "$state" ] && ok "$BE: no sandbox state left" || notok "$BE: no sandbox state left" "$state"
     cg=$(ls -d /sys/fs/cgroup/*/husk-agent.*-$X /sys/fs/cgroup/unified/husk-agent.*-$X 2>/dev/null)
     [ -z "$cg" ] && ok "$BE: no agent cgroup left on the host" || notok "$BE: no agent cgroup left on the host" "$cg"
+    # the sandboxes' host cgroups: husk/<id>-<hash of the root>
+    cg=$(ls -d /sys/fs/cgroup/*/husk/*-$X-* 2>/dev/null)
+    [ -z "$cg" ] && ok "$BE: no sandbox cgroup left on the host" || notok "$BE: no sandbox cgroup left on the host" "$cg"
 }
 
 # network rescan through Update (annotation io.husk.network.rescan).  The
